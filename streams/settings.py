@@ -1,0 +1,120 @@
+"""One settings object for every Forewarn process, read from FOREWARN_* environment variables.
+
+Nothing here connects anywhere: the settings only say where things are. Every
+other module receives a ``Settings`` instead of reading the environment itself,
+so a test or a replay can build its own without touching global state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A FOREWARN_* variable holds something unusable; the message names it."""
+
+
+def _int_env(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a whole number") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={raw!r}: must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where Kafka is: a bootstrap address, or None for the embedded broker.
+    kafka: str | None = None
+    # Where ClickHouse is: an http(s):// URL, or None for chDB under data_dir.
+    clickhouse: str | None = None
+    # Confluent-compatible schema registry; None means Avro single-object encoding.
+    schema_registry: str | None = None
+    data_dir: Path = field(default_factory=lambda: Path(".forewarn"))
+    # Prefix for every topic and consumer-group name, so environments share a cluster.
+    topic_prefix: str = ""
+    partitions: int = 4
+    replication_factor: int = 1
+    # How long (ms) closed windows are kept for events that arrive behind the clock.
+    allowed_lateness_ms: int = 10 * 60 * 1000
+    # Open orders one SKU's shortage must touch before operations get a roll-up alert.
+    stockout_rollup_orders: int = 20
+    # Alternatives offered per short line.
+    max_alternatives: int = 3
+    # Faust web server port for the worker; 0 turns the web server off.
+    web_port: int = 0
+    worker_id: str = ""
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        return cls(
+            kafka=env.get("FOREWARN_KAFKA") or None,
+            clickhouse=env.get("FOREWARN_CLICKHOUSE") or None,
+            schema_registry=env.get("FOREWARN_SCHEMA_REGISTRY") or None,
+            data_dir=Path(env.get("FOREWARN_DATA_DIR") or ".forewarn"),
+            topic_prefix=env.get("FOREWARN_TOPIC_PREFIX", ""),
+            partitions=_int_env(env, "FOREWARN_PARTITIONS", 4, minimum=1),
+            replication_factor=_int_env(env, "FOREWARN_REPLICATION_FACTOR", 1, minimum=1),
+            allowed_lateness_ms=_int_env(env, "FOREWARN_ALLOWED_LATENESS_MS", 10 * 60 * 1000),
+            stockout_rollup_orders=_int_env(env, "FOREWARN_STOCKOUT_ROLLUP_ORDERS", 20, minimum=1),
+            max_alternatives=_int_env(env, "FOREWARN_MAX_ALTERNATIVES", 3),
+            web_port=_int_env(env, "FOREWARN_WEB_PORT", 0),
+            worker_id=env.get("FOREWARN_WORKER_ID", ""),
+        )
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    def topic(self, name: str) -> str:
+        """The full name of a topic or consumer group, with the environment's prefix."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def endpoint_file(self) -> Path:
+        """Where `forewarn up` records the broker it started, for commands run beside it."""
+        return self.data_dir / "endpoints.json"
+
+    def describe(self) -> dict[str, str]:
+        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+
+
+def resolve_kafka(settings: Settings) -> str:
+    """The bootstrap address to use: FOREWARN_KAFKA, else the broker a running `forewarn up` recorded."""
+    if settings.kafka:
+        return settings.kafka
+    path = settings.endpoint_file
+    try:
+        recorded = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SettingsError(
+            f"no Kafka to talk to: FOREWARN_KAFKA is unset and no running `forewarn up` "
+            f"recorded a broker in {path} (start `forewarn up`, or set FOREWARN_KAFKA)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"{path}: unreadable ({exc}); remove it or set FOREWARN_KAFKA") from None
+    pid = recorded.get("pid")
+    if isinstance(pid, int) and not _process_alive(pid):
+        raise SettingsError(
+            f"{path} names a broker started by process {pid}, which is no longer running "
+            f"(start `forewarn up`, or set FOREWARN_KAFKA)"
+        )
+    return recorded["kafka"]
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

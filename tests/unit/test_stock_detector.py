@@ -1,0 +1,270 @@
+"""The out-of-stock detector, both stages wired together in memory as the worker wires them through topics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from streams.detectors.stock import (
+    ROLLUP_RULE,
+    RULE,
+    Reference,
+    allocate_oldest_first,
+    alternatives_for,
+    apply_line_shortage,
+    apply_order_event,
+    apply_order_line,
+    apply_stock_level,
+)
+
+NOW = 1_800_000_000_000
+
+
+class TwoStages:
+    """Routes line events to the SKU stage and shortages to the order stage, like the topics do."""
+
+    def __init__(self, ref: Reference | None = None, rollup_orders: int = 20, max_alternatives: int = 3):
+        self.ref = ref or Reference()
+        self.rollup_orders = rollup_orders
+        self.max_alternatives = max_alternatives
+        self.skus: dict[str, dict] = {}
+        self.orders: dict[str, dict] = {}
+        self.alerts: list[dict] = []
+        self._seq = 0
+
+    def _id(self) -> str:
+        self._seq += 1
+        return f"e{self._seq}"
+
+    def stock(self, sku: str, available: int, ts: int) -> list[dict]:
+        event = {"event_id": self._id(), "ts": ts, "event_type": "stock_level", "sku": sku, "available": available}
+        out = apply_stock_level(self.skus.get(sku), event, self.ref, detected_at=NOW, rollup_orders=self.rollup_orders)
+        return self._after_sku(sku, out)
+
+    def order(self, order_id: str, kind: str, ts: int, lines=(), customer="C1") -> list[dict]:
+        event = {
+            "event_id": self._id(), "ts": ts, "event_type": kind, "order_id": order_id,
+            "customer_id": customer, "lines": [{"sku": s, "qty": q, "unit_price_cents": 100} for s, q in lines],
+        }
+        out = apply_order_event(self.orders.get(order_id), event, self.ref, detected_at=NOW,
+                                max_alternatives=self.max_alternatives)
+        self.orders[order_id] = out.state
+        produced = list(out.alerts)
+        self.alerts.extend(out.alerts)
+        for line in out.line_events:
+            sku_out = apply_order_line(self.skus.get(line["sku"]), line, self.ref, detected_at=NOW,
+                                       rollup_orders=self.rollup_orders)
+            produced += self._after_sku(line["sku"], sku_out)
+        return produced
+
+    def _after_sku(self, sku: str, out) -> list[dict]:
+        self.skus[sku] = out.state
+        produced = list(out.alerts)
+        self.alerts.extend(out.alerts)
+        for shortage in out.shortages:
+            order_out = apply_line_shortage(self.orders.get(shortage["order_id"]), shortage, self.ref,
+                                            detected_at=NOW, max_alternatives=self.max_alternatives)
+            self.orders[shortage["order_id"]] = order_out.state
+            produced += order_out.alerts
+            self.alerts.extend(order_out.alerts)
+        return produced
+
+    def lifecycle(self, order_id: str) -> list[str]:
+        return [a["status"] for a in self.alerts if a["dedup_key"] == f"{RULE}:{order_id}"]
+
+
+def short_lines(alert: dict) -> dict[str, tuple[int, int]]:
+    return {line["sku"]: (line["short"], line["ordered"]) for line in json.loads(alert["details"]["lines_json"])}
+
+
+def test_allocation_goes_to_the_oldest_orders_first():
+    lines = {
+        "late": {"qty": 2, "placed_ts": 300},
+        "early": {"qty": 3, "placed_ts": 100},
+        "middle": {"qty": 2, "placed_ts": 200},
+    }
+    assert allocate_oldest_first(4, lines) == {"middle": 1, "late": 2}
+    assert allocate_oldest_first(7, lines) == {}
+    assert allocate_oldest_first(-5, lines) == {"early": 3, "middle": 2, "late": 2}
+
+
+def test_allocation_ties_break_on_order_id_so_every_replay_agrees():
+    lines = {"B": {"qty": 1, "placed_ts": 100}, "A": {"qty": 1, "placed_ts": 100}}
+    assert allocate_oldest_first(1, lines) == {"B": 1}
+
+
+def test_order_for_a_sku_that_is_already_short_fires_at_once():
+    p = TwoStages()
+    p.stock("BEANS", 1, ts=1000)
+    produced = p.order("O1", "placed", ts=2000, lines=[("BEANS", 3), ("MUGS", 1)])
+    assert [a["status"] for a in produced] == ["open"]
+    alert = produced[0]
+    assert alert["rule"] == RULE and alert["order_id"] == "O1" and alert["customer_id"] == "C1"
+    assert alert["dedup_key"] == "out_of_stock_open_order:O1"
+    assert short_lines(alert) == {"BEANS": (2, 3)}
+    assert alert["sku"] == "BEANS"
+    assert alert["audience"] == "cs"
+    assert alert["event_ts"] == 2000
+    assert "MUGS" not in alert["details"]["short_skus"]  # unknown stock is never called short
+
+
+def test_stock_drop_makes_existing_open_orders_short_oldest_keep_their_units():
+    p = TwoStages()
+    p.stock("BEANS", 10, ts=0)
+    p.order("O1", "placed", ts=100, lines=[("BEANS", 2)])
+    p.order("O2", "placed", ts=200, lines=[("BEANS", 2)])
+    p.order("O3", "placed", ts=300, lines=[("BEANS", 2)])
+    assert p.alerts == []
+    produced = p.stock("BEANS", 3, ts=400)
+    assert sorted(a["order_id"] for a in produced) == ["O2", "O3"]
+    by_order = {a["order_id"]: a for a in produced}
+    assert short_lines(by_order["O2"]) == {"BEANS": (1, 2)}
+    assert short_lines(by_order["O3"]) == {"BEANS": (2, 2)}
+    assert by_order["O3"]["severity"] == "critical"  # nothing of O3 can ship
+    assert by_order["O2"]["severity"] == "warning"
+    assert p.lifecycle("O1") == []
+
+
+def test_one_alert_per_order_updated_when_short_lines_change_and_resolved_on_restock():
+    p = TwoStages()
+    p.stock("A", 0, ts=0)
+    p.stock("B", 5, ts=0)
+    p.order("O1", "placed", ts=100, lines=[("A", 1), ("B", 2)])
+    p.stock("B", 1, ts=200)  # now B is short too: same alert, updated
+    alerts = [a for a in p.alerts if a["order_id"] == "O1"]
+    assert [a["status"] for a in alerts] == ["open", "updated"]
+    assert alerts[0]["alert_id"] == alerts[1]["alert_id"]
+    assert short_lines(alerts[1]) == {"A": (1, 1), "B": (1, 2)}
+    p.stock("A", 10, ts=300)
+    p.stock("B", 10, ts=400)
+    assert p.lifecycle("O1") == ["open", "updated", "updated", "resolved"]
+    resolved = p.alerts[-1]
+    assert resolved["details"]["resolution"] == "restocked"
+    assert resolved["alert_id"] == alerts[0]["alert_id"]
+    assert p.stock("A", 20, ts=500) == []  # nothing more to say
+
+
+@pytest.mark.parametrize("closing", ["shipped", "cancelled", "delivered"])
+def test_closing_the_order_resolves_its_alert_and_frees_stock_for_the_next(closing):
+    p = TwoStages()
+    p.stock("A", 2, ts=0)
+    p.order("O1", "placed", ts=100, lines=[("A", 2)])
+    p.order("O2", "placed", ts=200, lines=[("A", 2)])
+    assert p.lifecycle("O2") == ["open"]
+    p.stock("A", 0, ts=250)
+    assert p.lifecycle("O1") == ["open"]
+    produced = p.order("O1", closing, ts=300)
+    assert [(a["order_id"], a["status"]) for a in produced] == [("O1", "resolved")]
+    assert produced[0]["details"]["resolution"] == closing
+    # O1 no longer holds units; O2 is still short because stock is 0.
+    assert p.lifecycle("O2") == ["open"]
+    p.stock("A", 2, ts=400)
+    assert p.lifecycle("O2") == ["open", "resolved"]
+
+
+def test_a_reopened_shortage_is_a_new_episode_with_a_new_alert_id():
+    p = TwoStages()
+    p.stock("A", 0, ts=0)
+    p.order("O1", "placed", ts=100, lines=[("A", 1)])
+    p.stock("A", 5, ts=200)
+    p.stock("A", 0, ts=300)
+    statuses = p.lifecycle("O1")
+    assert statuses == ["open", "resolved", "open"]
+    first, _, second = [a for a in p.alerts if a["order_id"] == "O1"]
+    assert first["alert_id"] != second["alert_id"]
+
+
+def test_older_stock_level_read_late_does_not_undo_a_newer_one():
+    p = TwoStages()
+    p.order("O1", "placed", ts=100, lines=[("A", 2)])
+    p.stock("A", 5, ts=500)
+    assert p.stock("A", 0, ts=400) == []
+    assert p.skus["A"]["available"] == 5
+
+
+def test_redelivered_events_change_nothing():
+    p = TwoStages()
+    p.stock("A", 0, ts=0)
+    p.order("O1", "placed", ts=100, lines=[("A", 1)])
+    before = len(p.alerts)
+    assert p.order("O1", "placed", ts=100, lines=[("A", 1)]) == []
+    line = {"event_id": "x", "ts": 1, "action": "open", "order_id": "O1", "customer_id": "C1", "sku": "A",
+            "qty": 1, "placed_ts": 100, "reason": "placed"}
+    out = apply_order_line(p.skus["A"], line, p.ref, detected_at=NOW, rollup_orders=20)
+    assert out.shortages == [] and out.alerts == []
+    assert len(p.alerts) == before
+
+
+def test_closing_event_read_before_placed_keeps_the_order_closed():
+    p = TwoStages()
+    p.stock("A", 0, ts=0)
+    p.order("O1", "cancelled", ts=200)
+    assert p.order("O1", "placed", ts=100, lines=[("A", 1)]) == []
+    assert p.skus["A"]["lines"] == {}
+
+
+def test_repeated_skus_in_one_order_count_together():
+    p = TwoStages()
+    p.stock("A", 3, ts=0)
+    produced = p.order("O1", "placed", ts=100, lines=[("A", 2), ("A", 2)])
+    assert short_lines(produced[0]) == {"A": (1, 4)}
+
+
+def catalog_ref() -> Reference:
+    catalog = {
+        "ETH": {"sku": "ETH", "name": "Ethiopia 1kg", "category": "beans", "price_cents": 2400, "active": True},
+        "KEN": {"sku": "KEN", "name": "Kenya 1kg", "category": "beans", "price_cents": 2450, "active": True},
+        "COL": {"sku": "COL", "name": "Colombia 1kg", "category": "beans", "price_cents": 2000, "active": True},
+        "BRA": {"sku": "BRA", "name": "Brazil 1kg", "category": "beans", "price_cents": 2300, "active": True},
+        "GUA": {"sku": "GUA", "name": "Guatemala 1kg", "category": "beans", "price_cents": 2410, "active": False},
+        "PER": {"sku": "PER", "name": "Peru 1kg", "category": "beans", "price_cents": 2390, "active": True},
+        "MUG": {"sku": "MUG", "name": "Mug", "category": "cups", "price_cents": 2400, "active": True},
+    }
+    stock = {"ETH": 0, "KEN": 5, "COL": 9, "BRA": 2, "GUA": 50, "PER": 0, "MUG": 40}
+    customers = {"C1": {"customer_id": "C1", "name": "Ravi Kumar", "tier": "gold", "lifetime_value_cents": 9000,
+                        "email": "ravi@example.com", "preferred_channel": "email", "language": "hi"}}
+    return Reference(catalog=catalog, stock=stock, customers=customers)
+
+
+def test_alternatives_are_in_stock_active_same_category_closest_price_first():
+    ref = catalog_ref()
+    assert [a["sku"] for a in alternatives_for("ETH", ref, 3)] == ["KEN", "BRA", "COL"]
+    assert [a["sku"] for a in alternatives_for("ETH", ref, 1)] == ["KEN"]
+    assert alternatives_for("UNKNOWN", ref, 3) == []
+
+
+def test_alert_names_customer_short_lines_and_alternatives_for_the_rep():
+    p = TwoStages(ref=catalog_ref())
+    p.stock("ETH", 0, ts=0)
+    (alert,) = p.order("O1", "placed", ts=100, lines=[("ETH", 2), ("MUG", 1)], customer="C1")
+    details = alert["details"]
+    assert details["customer_name"] == "Ravi Kumar" and details["customer_tier"] == "gold"
+    assert details["customer_email"] == "ravi@example.com"
+    assert details["short.ETH"] == "Ethiopia 1kg: 2 of 2 units short (0 in stock)"
+    assert details["alternatives.ETH"].startswith("Kenya 1kg (KEN, 24.50, 5 in stock)")
+    (line,) = json.loads(details["lines_json"])
+    assert [a["sku"] for a in line["alternatives"]] == ["KEN", "BRA", "COL"]
+    assert "Ravi Kumar" in alert["summary"] and "Kenya 1kg" in alert["summary"]
+    assert alert["evidence"][0] == p.orders["O1"]["placed_event_id"]
+
+
+def test_rollup_for_operations_when_one_sku_touches_many_orders():
+    p = TwoStages(rollup_orders=3)
+    p.stock("A", 10, ts=0)
+    for n in range(4):
+        p.order(f"O{n}", "placed", ts=100 + n, lines=[("A", 3)])
+    rollups = [a for a in p.alerts if a["rule"] == ROLLUP_RULE]
+    assert rollups == []  # 10 units cover three orders, the fourth is 2 short: one order
+    p.stock("A", 2, ts=500)
+    rollups = [a for a in p.alerts if a["rule"] == ROLLUP_RULE]
+    assert [r["status"] for r in rollups] == ["open"]
+    assert rollups[0]["audience"] == "ops" and rollups[0]["sku"] == "A"
+    assert rollups[0]["dedup_key"] == "sku_stockout_impact:A"
+    assert rollups[0]["details"]["affected_orders"] == "4"
+    assert rollups[0]["details"]["short_units"] == "10"
+    p.order("O3", "cancelled", ts=600)
+    p.stock("A", 50, ts=700)
+    rollups = [a for a in p.alerts if a["rule"] == ROLLUP_RULE]
+    assert [r["status"] for r in rollups] == ["open", "updated", "resolved"]
+    assert len({r["alert_id"] for r in rollups}) == 1
