@@ -1,0 +1,93 @@
+"""The worker clock: one event-time "now" for deadlines, safe for replays and idle streams.
+
+The clock is a watermark over the input partitions a worker reads:
+
+* A partition that still has unread messages (it is *behind*) holds the clock
+  at the event time of the last message read from it, so a topic that happens
+  to be read later than another never makes a deadline fire early. A behind
+  partition from which nothing has been read yet holds the clock where it is.
+* A partition that is caught up holds nothing back, however long it is idle.
+* When every partition is caught up, the clock follows the newest event time
+  seen and, while nothing new arrives, advances with wall time from there, so
+  an idle stream still reaches its deadlines.
+
+The clock never goes backwards. An event older than the clock is still
+applied to state by the detectors; ``allowed_lateness_ms`` only bounds how
+long closed windows are kept for such events (``window_cutoff``).
+
+Pure: wall time is passed in, nothing here reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Hashable, Iterable
+
+
+@dataclass
+class _Partition:
+    last_ts: int | None = None
+    # Unknown lag counts as behind: the partition might hold older events.
+    behind: bool = True
+
+
+class WorkerClock:
+    def __init__(self, allowed_lateness_ms: int = 10 * 60 * 1000) -> None:
+        self.allowed_lateness_ms = allowed_lateness_ms
+        self._parts: dict[Hashable, _Partition] = {}
+        self._value: int | None = None
+        # Where the clock stood, and the wall time then, the last time events moved it.
+        self._anchor_value: int | None = None
+        self._anchor_wall: int | None = None
+
+    def assign(self, partitions: Iterable[Hashable]) -> None:
+        for tp in partitions:
+            self._parts.setdefault(tp, _Partition())
+
+    def revoke(self, partitions: Iterable[Hashable]) -> None:
+        for tp in partitions:
+            self._parts.pop(tp, None)
+
+    def observe(self, tp: Hashable, event_ts: int, behind: bool) -> None:
+        """A message with event time `event_ts` was read from `tp`; `behind` says more are waiting."""
+        part = self._parts.setdefault(tp, _Partition())
+        # Event time within a partition may wobble; the partition has reached its max.
+        part.last_ts = event_ts if part.last_ts is None else max(part.last_ts, event_ts)
+        part.behind = behind
+
+    def report_lag(self, tp: Hashable, behind: bool) -> None:
+        """Periodic news of a partition's lag, also for partitions that deliver nothing."""
+        self._parts.setdefault(tp, _Partition()).behind = behind
+
+    def now(self, wall_ms: int) -> int | None:
+        """The clock's reading at wall time `wall_ms`; None until it knows any time at all."""
+        behind = [p for p in self._parts.values() if p.behind]
+        if behind:
+            if all(p.last_ts is not None for p in behind):
+                self._advance_to(min(p.last_ts for p in behind))
+            # Time stands still while held; it flows again from here once released.
+            if self._value is not None:
+                self._anchor_value, self._anchor_wall = self._value, wall_ms
+            return self._value
+        newest = max((p.last_ts for p in self._parts.values() if p.last_ts is not None), default=None)
+        if self._anchor_value is None:
+            if newest is None:
+                # Nothing assigned or read, nothing to wait for: wall time is all there is.
+                return self._advance_to(wall_ms)
+            self._anchor_value, self._anchor_wall = newest, wall_ms
+        flowing = self._anchor_value + max(0, wall_ms - self._anchor_wall)
+        if newest is not None and newest > flowing:
+            # Events are ahead of the extrapolation (a replay running fast): follow them.
+            self._anchor_value, self._anchor_wall = newest, wall_ms
+            flowing = newest
+        return self._advance_to(flowing)
+
+    def window_cutoff(self, wall_ms: int) -> int | None:
+        """Windows that closed before this event time may be dropped."""
+        now = self.now(wall_ms)
+        return None if now is None else now - self.allowed_lateness_ms
+
+    def _advance_to(self, candidate: int) -> int:
+        if self._value is None or candidate > self._value:
+            self._value = candidate
+        return self._value

@@ -1,0 +1,79 @@
+"""The worker clock follows event time, waits for partitions that are behind, and flows on when idle."""
+
+from streams.clock import WorkerClock
+
+A, B = ("orders", 0), ("inventory", 0)
+
+
+def test_unknown_partitions_hold_the_clock_until_they_report():
+    clock = WorkerClock()
+    clock.assign([A, B])
+    clock.observe(A, 5_000, behind=False)
+    assert clock.now(wall_ms=1_000_000) is None  # B may still hold older events
+    clock.report_lag(B, behind=False)
+    assert clock.now(wall_ms=1_000_000) == 5_000
+
+
+def test_a_behind_partition_holds_the_clock_at_its_last_event_time():
+    clock = WorkerClock()
+    clock.assign([A, B])
+    clock.observe(A, 90_000, behind=False)  # A is read to its end first
+    clock.observe(B, 10_000, behind=True)  # B is read later and still has a backlog
+    assert clock.now(wall_ms=0) == 10_000
+    # Wall time passing does not move a held clock: replays finish no deadline early.
+    assert clock.now(wall_ms=3_600_000) == 10_000
+    clock.observe(B, 40_000, behind=True)
+    assert clock.now(wall_ms=3_600_001) == 40_000
+    clock.observe(B, 60_000, behind=False)
+    assert clock.now(wall_ms=3_600_002) == 90_000
+
+
+def test_caught_up_idle_partitions_do_not_hold_the_clock_and_time_flows_with_the_wall():
+    clock = WorkerClock()
+    clock.assign([A, B])
+    clock.report_lag(B, behind=False)  # B is empty and idle
+    clock.observe(A, 100_000, behind=False)
+    assert clock.now(wall_ms=1_000) == 100_000
+    # Nothing new arrives: an idle stream still reaches its deadlines.
+    assert clock.now(wall_ms=61_000) == 160_000
+
+
+def test_events_ahead_of_the_flowing_clock_move_it_forward():
+    clock = WorkerClock()
+    clock.assign([A])
+    clock.observe(A, 100_000, behind=False)
+    assert clock.now(wall_ms=0) == 100_000
+    clock.observe(A, 500_000, behind=False)
+    assert clock.now(wall_ms=1_000) == 500_000
+    assert clock.now(wall_ms=2_000) == 501_000
+
+
+def test_the_clock_never_goes_backwards_for_late_events():
+    clock = WorkerClock()
+    clock.assign([A])
+    clock.observe(A, 100_000, behind=False)
+    assert clock.now(wall_ms=0) == 100_000
+    clock.observe(A, 20_000, behind=False)  # a late event
+    assert clock.now(wall_ms=0) == 100_000
+    clock.observe(A, 120_000, behind=True)
+    clock.report_lag(B, behind=True)  # a newly reporting partition that is behind with no events read
+    assert clock.now(wall_ms=10) == 100_000
+
+
+def test_nothing_assigned_means_wall_time():
+    assert WorkerClock().now(wall_ms=42) == 42
+
+
+def test_window_cutoff_is_the_clock_minus_allowed_lateness():
+    clock = WorkerClock(allowed_lateness_ms=600_000)
+    clock.assign([A])
+    clock.observe(A, 1_000_000, behind=False)
+    assert clock.window_cutoff(wall_ms=0) == 400_000
+
+
+def test_revoked_partitions_stop_holding_the_clock():
+    clock = WorkerClock()
+    clock.assign([A, B])
+    clock.observe(A, 50_000, behind=False)
+    clock.revoke([B])
+    assert clock.now(wall_ms=0) == 50_000
