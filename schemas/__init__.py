@@ -1,0 +1,41 @@
+"""Avro schemas of every Forewarn message (the ``.avsc`` files here) and their codec."""
+
+from schemas.codec import (
+    Codec,
+    DecodeError,
+    EncodeError,
+    RecordError,
+    RegistryError,
+    SchemaEntry,
+    SchemaLoadError,
+    SchemaStore,
+    default_store,
+    fingerprint_of,
+    format_timestamp_ms,
+    names,
+    parse_timestamp_ms,
+    record_from_json,
+    record_to_json,
+    schema_for,
+    semantic_problems,
+)
+
+__all__ = [
+    "Codec",
+    "DecodeError",
+    "EncodeError",
+    "RecordError",
+    "RegistryError",
+    "SchemaEntry",
+    "SchemaLoadError",
+    "SchemaStore",
+    "default_store",
+    "fingerprint_of",
+    "format_timestamp_ms",
+    "names",
+    "parse_timestamp_ms",
+    "record_from_json",
+    "record_to_json",
+    "schema_for",
+    "semantic_problems",
+]

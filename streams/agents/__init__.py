@@ -1,0 +1,1 @@
+"""Thin Faust agents: decode, call a pure detector with its table state, publish what it returns."""

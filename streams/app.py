@@ -1,0 +1,158 @@
+"""The Faust application, built from one Settings object; nothing connects at import time.
+
+``build_worker()`` returns a ``Worker`` holding the app and everything its
+agents share: the codec, the reference views, the worker clock and the topic
+handles. Agents (``streams.agents``) register on it and stay thin: decode,
+call a pure detector, publish what it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faust
+
+from schemas.codec import Codec, DecodeError
+from sinks.dlq import dead_letter_headers
+from streams import topics
+from streams.clock import WorkerClock
+from streams.reference import ReferenceView
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Worker:
+    settings: Settings
+    bootstrap: str
+    app: faust.App
+    codec: Codec
+    reference: ReferenceView
+    clock: WorkerClock
+    # Raw-bytes topic handles by unprefixed name; values are encoded by the codec.
+    out: dict[str, faust.TopicT] = field(default_factory=dict)
+    dead_lettered: int = 0
+
+    def channel(self, *specs: topics.TopicSpec) -> faust.TopicT:
+        """One channel over several co-partitioned topics (same key, same partition count)."""
+        return self.app.topic(*(self.settings.topic(s.name) for s in specs),
+                              key_serializer="raw", value_serializer="raw")
+
+    def table(self, name: str) -> faust.Table:
+        # Without a key or value type, Faust stores table keys and values as JSON.
+        return self.app.Table(name, default=None, partitions=self.settings.partitions)
+
+    async def publish(self, spec: topics.TopicSpec, record: dict) -> None:
+        key = record[spec.key_field]
+        value = self.codec.encode(spec.schema, record, topic=self.settings.topic(spec.name))
+        await self.out[spec.name].send(key=key.encode(), value=value)
+
+    def decode(self, event, allowed: dict[str, str]) -> tuple[str, dict] | tuple[None, str]:
+        """Decode one Faust event; returns (schema, record), or (None, reason) when it cannot be used.
+
+        `allowed` maps each schema the channel may carry to the field its key must equal.
+        """
+        try:
+            schema, record = self.codec.decode(event.value)
+        except DecodeError as exc:
+            return None, f"{exc.reason}|{exc}"
+        key_field = allowed.get(schema)
+        if key_field is None:
+            return None, f"unexpected-schema|{schema} is not expected on {event.message.topic}"
+        key = event.key.decode(errors="replace") if isinstance(event.key, (bytes, bytearray)) else event.key
+        if key != record.get(key_field):
+            # State for a key lives in the partition its key hashes to: a message keyed
+            # otherwise would split one entity's state across partitions.
+            return None, (f"key-mismatch|message key {key!r} differs from {key_field} "
+                          f"{record.get(key_field)!r}; producers must key {event.message.topic} by {key_field}")
+        return schema, record
+
+    async def dead_letter(self, event, reason_and_message: str, processor: str) -> None:
+        reason, _, message = reason_and_message.partition("|")
+        msg = event.message
+        self.dead_lettered += 1
+        log.warning("dead-lettered %s[%s]@%s: %s: %s", msg.topic, msg.partition, msg.offset, reason, message)
+        await self.out[topics.DEAD_LETTERS.name].send(
+            key=event.key,
+            value=event.value,
+            headers=dead_letter_headers(reason=reason, message=message, topic=msg.topic,
+                                        partition=msg.partition, offset=msg.offset,
+                                        processor=processor, now_ms=wall_ms()),
+        )
+
+    async def processing_failed(self, event, processor: str) -> None:
+        """A detector raised: keep the message on the dead-letter topic rather than lose it."""
+        log.exception("processing failed in %s", processor)
+        await self.dead_letter(event, f"processing-error|{traceback.format_exc(limit=3)}", processor)
+
+    def observe(self, event, event_ts: int) -> None:
+        msg = event.message
+        tp = (msg.topic, msg.partition)
+        highwater = self.app.consumer.highwater(msg.tp)
+        behind = highwater is None or msg.offset + 1 < highwater
+        self.clock.observe(tp, event_ts, behind=behind)
+
+
+def worker_datadir(settings: Settings) -> Path:
+    name = settings.worker_id or "worker"
+    return settings.data_dir / "faust" / f"{settings.topic('forewarn')}-{name}"
+
+
+def build_worker(settings: Settings, bootstrap: str) -> Worker:
+    datadir = worker_datadir(settings)
+    # Tables live in memory and recover from their changelogs; anything a previous
+    # run left on disk would only be stale, so every start begins clean.
+    shutil.rmtree(datadir, ignore_errors=True)
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.topic("forewarn"),
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        datadir=str(datadir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=settings.web_port > 0,
+        web_port=settings.web_port or 6066,
+        key_serializer="raw",
+        value_serializer="raw",
+        autodiscover=False,
+    )
+    codec = Codec(registry_url=settings.schema_registry)
+    worker = Worker(
+        settings=settings,
+        bootstrap=bootstrap,
+        app=app,
+        codec=codec,
+        reference=ReferenceView(settings, bootstrap, codec),
+        clock=WorkerClock(settings.allowed_lateness_ms),
+    )
+    for spec in (topics.ALERTS, topics.ORDER_LINES, topics.ORDER_SHORTAGES, topics.DEAD_LETTERS):
+        worker.out[spec.name] = app.topic(settings.topic(spec.name), key_serializer="raw", value_serializer="raw")
+
+    @app.timer(1.0)
+    async def report_lag() -> None:
+        # Partitions that deliver nothing still need to tell the clock whether they are caught up.
+        assigned = app.consumer.assignment()
+        worker.clock.revoke([tp for tp in list(worker.clock._parts) if (tp[0], tp[1]) not in
+                             {(a.topic, a.partition) for a in assigned}])
+        for tp in assigned:
+            highwater = app.consumer.highwater(tp)
+            position = await app.consumer.position(tp)
+            worker.clock.report_lag((tp.topic, tp.partition),
+                                    behind=highwater is None or position is None or position < highwater)
+
+    from streams.agents import stock
+
+    stock.register(worker)
+    return worker

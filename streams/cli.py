@@ -1,0 +1,158 @@
+"""The `forewarn` command: run the stack, create topics, produce events, read alerts, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from streams.settings import Settings, SettingsError, resolve_kafka
+
+ENVIRONMENT_HELP = """\
+configuration (environment):
+  FOREWARN_KAFKA            bootstrap address of an existing Kafka; unset: the embedded broker
+                            (`forewarn up` records its address in the data directory)
+  FOREWARN_CLICKHOUSE       http(s):// URL of a ClickHouse server; unset: chDB in the data directory
+  FOREWARN_SCHEMA_REGISTRY  schema registry URL; unset: Avro single-object encoding
+  FOREWARN_DATA_DIR         data directory (default ./.forewarn)
+  FOREWARN_TOPIC_PREFIX     prefix for every topic and consumer group (default none)
+  FOREWARN_PARTITIONS       partitions of every topic created (default 4)
+  FOREWARN_REPLICATION_FACTOR, FOREWARN_ALLOWED_LATENESS_MS, FOREWARN_STOCKOUT_ROLLUP_ORDERS,
+  FOREWARN_MAX_ALTERNATIVES, FOREWARN_WEB_PORT, FOREWARN_WORKER_ID
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forewarn",
+        description="Catch customer-facing problems in Kafka event streams before the customer complains.",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    up = commands.add_parser("up", help="run the stack in the foreground (embedded broker unless FOREWARN_KAFKA)")
+    up.add_argument("--workers", type=int, default=1, help="detection workers to run (default 1)")
+
+    worker = commands.add_parser("worker", help="run one detection worker against FOREWARN_KAFKA")
+    worker.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
+
+    topics_cmd = commands.add_parser("topics", help="manage topics")
+    topics_sub = topics_cmd.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
+    topics_sub.add_parser("create", help="create every topic with its partitions, retention and compaction")
+    topics_sub.add_parser("list", help="list every topic Forewarn declares, with key and schema")
+
+    produce = commands.add_parser("produce", help="validate JSON lines and produce them as Avro")
+    produce.add_argument("--topic", help="topic of every line; without it each line is {\"topic\": T, \"value\": {...}}")
+    produce.add_argument("file", metavar="FILE", help="JSON lines file, or - for standard input")
+
+    alerts = commands.add_parser("alerts", help="print the alerts topic from the beginning")
+    alerts.add_argument("--follow", action="store_true", help="keep following new alerts")
+    alerts.add_argument("--json", action="store_true", help="one alert record per line as JSON")
+    alerts.add_argument("--rule", help="only alerts of this rule")
+
+    demo = commands.add_parser("demo", help="the embedded stack with a simulated coffee shop and its story")
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds of simulated traffic (default 60)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+        return _dispatch(args, settings)
+    except SettingsError as exc:
+        print(f"forewarn: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "up":
+        from streams.runner import run_up
+
+        return run_up(settings, workers=args.workers)
+    if args.command == "worker":
+        from streams.runner import run_worker
+
+        if not settings.kafka:
+            raise SettingsError("`forewarn worker` needs FOREWARN_KAFKA (use `forewarn up` for the embedded broker)")
+        return run_worker(settings, settings.kafka, loglevel=args.loglevel)
+    if args.command == "topics":
+        return _topics(args, settings)
+    if args.command == "produce":
+        return _produce(args, settings)
+    if args.command == "alerts":
+        return _alerts(args, settings)
+    if args.command == "demo":
+        from streams.demo import run_demo
+
+        return run_demo(settings, duration=args.duration)
+    raise AssertionError(args.command)
+
+
+def _topics(args: argparse.Namespace, settings: Settings) -> int:
+    from streams import topics
+
+    if args.topics_command == "list":
+        for spec in topics.ALL_TOPICS:
+            layout = "compacted" if spec.compacted else f"retention {spec.retention_ms // topics.DAY_MS}d"
+            print(f"{settings.topic(spec.name):32} {spec.kind:9} key={spec.key_field or '-':12} "
+                  f"{spec.schema or '(raw bytes)':34} {layout}")
+        return 0
+    from streams.admin import ensure_topics
+
+    bootstrap = resolve_kafka(settings)
+    created = ensure_topics(settings, bootstrap)
+    total = len(topics.ALL_TOPICS)
+    print(f"created {len(created)} of {total} topics at {bootstrap} ({total - len(created)} already existed)")
+    for name in created:
+        print(f"  {name}")
+    return 0
+
+
+def _produce(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.produce import produce_lines, read_lines
+    from streams import topics
+
+    if args.topic is not None and args.topic not in topics.PRODUCIBLE:
+        print(f"forewarn produce: --topic {args.topic!r} is not an input topic; expected one of "
+              f"{', '.join(sorted(topics.PRODUCIBLE))}", file=sys.stderr)
+        return 2
+    bootstrap = resolve_kafka(settings)
+    source = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
+    name = "<stdin>" if args.file == "-" else args.file
+    with source:
+        report = produce_lines(read_lines(source), settings, bootstrap, topic=args.topic)
+    for error in report.errors:
+        print(f"{name}: {error}", file=sys.stderr)
+    per_topic = ", ".join(f"{t} {n}" for t, n in sorted(report.per_topic.items())) or "nothing"
+    print(f"produced {report.sent} records ({per_topic}); rejected {len(report.errors)} lines", file=sys.stderr)
+    return 1 if report.errors else 0
+
+
+def _alerts(args: argparse.Namespace, settings: Settings) -> int:
+    from schemas.codec import Codec, DecodeError, record_to_json
+    from streams import topics
+    from streams.follow import format_alert, read_topic
+
+    bootstrap = resolve_kafka(settings)
+    codec = Codec(registry_url=settings.schema_registry)
+    try:
+        for item in read_topic(bootstrap, settings.topic(topics.ALERTS.name), codec, follow=args.follow):
+            if isinstance(item, DecodeError):
+                print(f"forewarn alerts: skipped an undecodable message: {item}", file=sys.stderr)
+                continue
+            _, alert = item
+            if args.rule and alert["rule"] != args.rule:
+                continue
+            if args.json:
+                print(json.dumps(record_to_json(topics.ALERTS.schema, alert), ensure_ascii=False), flush=True)
+            else:
+                print(format_alert(alert), flush=True)
+    except BrokenPipeError:
+        return 0
+    return 0

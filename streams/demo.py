@@ -1,0 +1,97 @@
+"""`forewarn demo`: the embedded stack, a simulated coffee shop, and its alerts as they appear."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+from schemas.codec import Codec, DecodeError
+from streams import topics
+from streams.follow import format_alert, read_topic
+from streams.produce import producer_for
+from streams.runner import Stack
+from streams.settings import Settings
+from streams.simulator import store_timeline
+
+# After the traffic stops, wait for the workers to finish: until no alert came for QUIET_S.
+QUIET_S = 8.0
+DRAIN_LIMIT_S = 60.0
+
+
+def run_demo(settings: Settings, duration: float = 60.0) -> int:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    codec = Codec(registry_url=settings.schema_registry)
+    timeline = store_timeline(duration)
+    print(f"Forewarn demo: a small coffee shop for {duration:.0f}s ({len(timeline)} events), "
+          f"with the coffee-bean customer's story among ordinary traffic.")
+    stack = Stack(settings, workers=1, worker_log=settings.data_dir / "logs" / "demo-worker.log")
+    with stack:
+        print(f"  Kafka: {stack.bootstrap} ({'embedded broker' if stack.broker else 'FOREWARN_KAFKA'}); "
+              f"worker log: {stack.worker_log}\n")
+        counts: collections.Counter = collections.Counter()
+        last_alert = [time.monotonic()]
+        stop = threading.Event()
+
+        def print_alerts() -> None:
+            for item in read_topic(stack.bootstrap, settings.topic(topics.ALERTS.name), codec, follow=True,
+                                   stop=stop):
+                if isinstance(item, DecodeError):
+                    continue
+                alert = item[1]
+                counts[(alert["rule"], alert["status"])] += 1
+                last_alert[0] = time.monotonic()
+                print(format_alert(alert), flush=True)
+
+        printer = threading.Thread(target=print_alerts, name="alerts", daemon=True)
+        printer.start()
+        produced = _play(timeline, settings, stack.bootstrap, codec, stack)
+        deadline = time.monotonic() + DRAIN_LIMIT_S
+        while time.monotonic() < deadline and time.monotonic() - last_alert[0] < QUIET_S:
+            if stack.failed_child() is not None:
+                print("the detection worker stopped unexpectedly; see its log")
+                break
+            time.sleep(0.2)
+        stop.set()
+        printer.join(timeout=5)
+    _summary(counts, produced, settings)
+    return 0
+
+
+def _play(timeline, settings: Settings, bootstrap: str, codec: Codec, stack: Stack) -> int:
+    producer = producer_for(bootstrap)
+    start = time.monotonic()
+    wall_start = int(time.time() * 1000)
+    for item in timeline:
+        delay = item.at - (time.monotonic() - start)
+        if delay > 0:
+            producer.poll(0)
+            time.sleep(delay)
+        if stack.failed_child() is not None:
+            break
+        spec = topics.BY_NAME[item.topic]
+        record = dict(item.record, ts=wall_start + int(item.at * 1000))
+        producer.produce(settings.topic(spec.name), key=record[spec.key_field].encode(),
+                         value=codec.encode(spec.schema, record, topic=settings.topic(spec.name)))
+    producer.flush(30)
+    return len(timeline)
+
+
+def _summary(counts: collections.Counter, produced: int, settings: Settings) -> None:
+    print(f"\nSummary: {produced} events produced; alerts per rule:")
+    rules = sorted({rule for rule, _ in counts})
+    if not rules:
+        print("  none (see the worker log)")
+    for rule in rules:
+        statuses = ", ".join(f"{status} {counts[(rule, status)]}" for status in ("open", "updated", "resolved")
+                             if counts[(rule, status)])
+        print(f"  {rule:28} {statuses}")
+    print(
+        "\nWhat to try next:\n"
+        "  forewarn up                          # the stack in the foreground; then, in another terminal:\n"
+        "  forewarn produce --topic orders my-orders.jsonl   # your own events (JSON lines)\n"
+        "  forewarn alerts --follow --rule out_of_stock_open_order\n"
+        "  forewarn alerts --json | head        # alert records as JSON\n"
+        "  FOREWARN_KAFKA=host:9092 forewarn worker           # against your own Kafka\n"
+        f"  (data directory: {settings.data_dir})"
+    )

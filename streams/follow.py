@@ -1,0 +1,94 @@
+"""Reading a topic from the beginning outside any consumer group: `forewarn alerts`, the demo, the tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Callable, Iterator
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from schemas.codec import Codec, DecodeError
+
+
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    codec: Codec,
+    follow: bool = False,
+    stop: threading.Event | None = None,
+    metadata_timeout: float = 10.0,
+) -> Iterator[tuple[str, dict] | DecodeError]:
+    """Yield (schema, record) for every message of `topic`, from the beginning.
+
+    Without `follow`, stops once every partition has been read to the end it
+    had when reading started. Undecodable messages are yielded as DecodeError
+    so the caller can report them.
+    """
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"forewarn-reader-{time.time_ns()}",  # assigned, never subscribed or committed
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+    })
+    try:
+        meta = consumer.list_topics(topic, timeout=metadata_timeout).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise KafkaException(f"topic {topic} does not exist at {bootstrap}")
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+        pending = set(meta.partitions)
+        while follow or pending:
+            if stop is not None and stop.is_set():
+                return
+            for message in consumer.consume(num_messages=500, timeout=0.2):
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(message.partition())
+                        continue
+                    raise KafkaException(error)
+                try:
+                    yield codec.decode(message.value())
+                except DecodeError as exc:
+                    yield exc
+    finally:
+        consumer.close()
+
+
+def iso(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_alert(alert: dict, verbose: bool = True) -> str:
+    """An alert as a person reads it: when, status, severity, audience, title; then the summary."""
+    head = (f"{iso(alert['event_ts'])}  {alert['status'].upper():8} {alert['severity']:8} "
+            f"{alert['audience']:7} {alert['rule']}  {alert['title']}")
+    if not verbose:
+        return head
+    lines = [head, f"    {alert['summary']}"]
+    details = alert.get("details") or {}
+    for key in sorted(details):
+        if key.startswith("alternatives."):
+            lines.append(f"    alternatives for {key.split('.', 1)[1]}: {details[key]}")
+    return "\n".join(lines)
+
+
+def collect(
+    bootstrap: str,
+    topic: str,
+    codec: Codec,
+    until: Callable[[list[dict]], bool],
+    timeout: float,
+) -> list[dict]:
+    """Read `topic` again and again until `until(records)` holds or the deadline passes; return the records."""
+    deadline = time.monotonic() + timeout
+    records: list[dict] = []
+    while True:
+        records = [item[1] for item in read_topic(bootstrap, topic, codec) if not isinstance(item, DecodeError)]
+        if until(records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.5)

@@ -1,0 +1,93 @@
+"""Shared by the integration tests: run `forewarn` as users do, and wait for conditions with deadlines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from schemas.codec import Codec
+from streams import topics
+from streams.follow import read_topic
+from schemas.codec import DecodeError
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.5):
+    """Poll `condition` until it returns something truthy; fail naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def forewarn_env(bootstrap: str, prefix: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOREWARN_")}
+    env.update(FOREWARN_KAFKA=bootstrap, FOREWARN_TOPIC_PREFIX=prefix, FOREWARN_DATA_DIR=str(data_dir))
+    env.update(extra)
+    return env
+
+
+def run_forewarn(args: list[str], env: dict[str, str], stdin: str | None = None, timeout: float = 120):
+    return subprocess.run([sys.executable, "-m", "streams", *args], env=env, input=stdin, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def write_jsonl(path: Path, items: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(item) + "\n" for item in items))
+    return path
+
+
+class Workers:
+    """Detection workers as separate processes, the way production runs them."""
+
+    def __init__(self, env: dict[str, str], count: int, log_dir: Path) -> None:
+        self.env, self.count, self.log_dir = env, count, log_dir
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> "Workers":
+        for n in range(self.count):
+            env = dict(self.env, FOREWARN_WORKER_ID=f"w{n}")
+            log = open(self.log_dir / f"worker-{n}.log", "wb")
+            self.procs.append(subprocess.Popen([sys.executable, "-m", "streams", "worker", "--loglevel", "info"],
+                                               env=env, stdout=log, stderr=subprocess.STDOUT))
+        return self
+
+    def assert_running(self) -> None:
+        for n, proc in enumerate(self.procs):
+            if proc.poll() is not None:
+                tail = (self.log_dir / f"worker-{n}.log").read_text(errors="replace")[-3000:]
+                raise AssertionError(f"worker {n} exited with {proc.returncode}:\n{tail}")
+
+    def stop(self) -> list[int]:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        codes = []
+        for proc in self.procs:
+            try:
+                codes.append(proc.wait(timeout=30))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes.append(proc.wait())
+        return codes
+
+    def __enter__(self) -> "Workers":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def read_alerts(bootstrap: str, prefix: str) -> list[dict]:
+    codec = Codec()
+    return [item[1] for item in read_topic(bootstrap, f"{prefix}{topics.ALERTS.name}", codec)
+            if not isinstance(item, DecodeError)]
