@@ -401,7 +401,9 @@ class Codec:
         try:
             record = schemaless_reader(body, plan.writer, plan.reader)
         except SchemaResolutionError as exc:
-            raise DecodeError("incompatible-schema", f"{plan.name}: writer schema cannot be read as the current one: {exc}") from exc
+            raise DecodeError(
+                "incompatible-schema", f"{plan.name}: the writer's schema cannot be read as the current one: {exc}"
+            ) from exc
         except Exception as exc:  # noqa: BLE001 - any failure inside the body means a bad body
             raise DecodeError("body", f"{plan.name} body does not decode: {type(exc).__name__}: {exc}") from exc
         left = len(data) - body.tell()
@@ -417,7 +419,8 @@ class Codec:
             if writer is None:
                 raise DecodeError(
                     "unknown-fingerprint",
-                    f"no known schema has fingerprint {header[2:].hex()}; the writer used a schema version this reader was not given",
+                    f"no known schema has fingerprint {header[2:].hex()}; "
+                    "the writer used a schema version this reader was not given",
                 )
         reader = self.store.current_or_none(writer.name)
         if reader is None or reader is writer:

@@ -20,6 +20,7 @@ import faust
 from schemas.codec import Codec, DecodeError
 from sinks.dlq import dead_letter_headers
 from streams import topics
+from streams.brokers import faust_producer_overrides, session_timeout_s
 from streams.clock import WorkerClock
 from streams.reference import ReferenceView
 from streams.settings import Settings
@@ -108,6 +109,11 @@ def worker_datadir(settings: Settings) -> Path:
     return settings.data_dir / "faust" / f"{settings.topic('forewarn')}-{name}"
 
 
+def worker_is_ready(settings: Settings) -> bool:
+    """The worker with these settings has joined its group and been given partitions."""
+    return (worker_datadir(settings) / "ready").exists()
+
+
 def build_worker(settings: Settings, bootstrap: str) -> Worker:
     datadir = worker_datadir(settings)
     # Tables live in memory and recover from their changelogs; anything a previous
@@ -127,6 +133,8 @@ def build_worker(settings: Settings, bootstrap: str) -> Worker:
         key_serializer="raw",
         value_serializer="raw",
         autodiscover=False,
+        **faust_producer_overrides(bootstrap),
+        broker_session_timeout=session_timeout_s(settings, bootstrap),
     )
     codec = Codec(registry_url=settings.schema_registry)
     worker = Worker(
@@ -140,10 +148,15 @@ def build_worker(settings: Settings, bootstrap: str) -> Worker:
     for spec in (topics.ALERTS, topics.ORDER_LINES, topics.ORDER_SHORTAGES, topics.DEAD_LETTERS):
         worker.out[spec.name] = app.topic(settings.topic(spec.name), key_serializer="raw", value_serializer="raw")
 
+    ready_marker = datadir / "ready"
+
     @app.timer(1.0)
     async def report_lag() -> None:
         # Partitions that deliver nothing still need to tell the clock whether they are caught up.
         assigned = app.consumer.assignment()
+        if assigned and not ready_marker.exists():
+            # Processes that supervise this worker (forewarn up, demo, tests) wait for this file.
+            ready_marker.write_text(f"{len(assigned)} partitions assigned\n")
         worker.clock.revoke([tp for tp in list(worker.clock._parts) if (tp[0], tp[1]) not in
                              {(a.topic, a.partition) for a in assigned}])
         for tp in assigned:

@@ -8,15 +8,15 @@ import time
 
 from schemas.codec import Codec, DecodeError
 from streams import topics
-from streams.follow import format_alert, read_topic
+from streams.follow import format_alert, group_lag, read_topic
 from streams.produce import producer_for
 from streams.runner import Stack
 from streams.settings import Settings
 from streams.simulator import store_timeline
 
-# After the traffic stops, wait for the workers to finish: until no alert came for QUIET_S.
-QUIET_S = 8.0
-DRAIN_LIMIT_S = 60.0
+# After the traffic stops, wait for the worker to read everything, then for the alerts to settle.
+QUIET_S = 3.0
+DRAIN_LIMIT_S = 90.0
 
 
 def run_demo(settings: Settings, duration: float = 60.0) -> int:
@@ -25,7 +25,8 @@ def run_demo(settings: Settings, duration: float = 60.0) -> int:
     timeline = store_timeline(duration)
     print(f"Forewarn demo: a small coffee shop for {duration:.0f}s ({len(timeline)} events), "
           f"with the coffee-bean customer's story among ordinary traffic.")
-    stack = Stack(settings, workers=1, worker_log=settings.data_dir / "logs" / "demo-worker.log")
+    stack = Stack(settings, workers=1, worker_log=settings.data_dir / "logs" / "demo-worker.log",
+                  worker_loglevel="info")
     with stack:
         print(f"  Kafka: {stack.bootstrap} ({'embedded broker' if stack.broker else 'FOREWARN_KAFKA'}); "
               f"worker log: {stack.worker_log}\n")
@@ -45,13 +46,28 @@ def run_demo(settings: Settings, duration: float = 60.0) -> int:
 
         printer = threading.Thread(target=print_alerts, name="alerts", daemon=True)
         printer.start()
+        started = time.monotonic()
+        while not stack.workers_ready():
+            if stack.failed_child() is not None or time.monotonic() - started > 120:
+                print("the detection worker did not start; see its log")
+                return 1
+            time.sleep(0.5)
+        print(f"  detection worker ready after {time.monotonic() - started:.0f}s; the shop opens.\n", flush=True)
         produced = _play(timeline, settings, stack.bootstrap, codec, stack)
+        print("\n(traffic done; waiting for the worker to read every event)", flush=True)
+        group = settings.topic("forewarn")
+        watched = [settings.topic(spec.name) for spec in
+                   (topics.ORDERS, topics.INVENTORY, topics.ORDER_LINES, topics.ORDER_SHORTAGES)]
         deadline = time.monotonic() + DRAIN_LIMIT_S
-        while time.monotonic() < deadline and time.monotonic() - last_alert[0] < QUIET_S:
+        while time.monotonic() < deadline:
             if stack.failed_child() is not None:
                 print("the detection worker stopped unexpectedly; see its log")
                 break
-            time.sleep(0.2)
+            if group_lag(stack.bootstrap, group, watched) == 0 and time.monotonic() - last_alert[0] > QUIET_S:
+                break
+            time.sleep(0.5)
+        else:
+            print(f"the worker had not read every event after {DRAIN_LIMIT_S:.0f}s; the summary may be short")
         stop.set()
         printer.join(timeout=5)
     _summary(counts, produced, settings)

@@ -92,3 +92,37 @@ def collect(
         if until(records) or time.monotonic() > deadline:
             return records
         time.sleep(0.5)
+
+
+def group_lag(bootstrap: str, group: str, topic_names: list[str], timeout: float = 10.0) -> int | None:
+    """Messages of `topic_names` that consumer group `group` has not committed yet; None if unknown.
+
+    A partition the group has never committed counts in full, so a group that
+    has not started yet is never mistaken for one that is done.
+    """
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    metadata = admin.list_topics(timeout=timeout)
+    partitions = [TopicPartition(name, p) for name in topic_names
+                  for p in (metadata.topics[name].partitions if name in metadata.topics else ())]
+    if not partitions:
+        return None
+    try:
+        request = [ConsumerGroupTopicPartitions(group, partitions)]
+        committed = admin.list_consumer_group_offsets(request)[group].result(timeout=timeout)
+    except KafkaException:
+        return None
+    offsets = {(tp.topic, tp.partition): tp.offset for tp in committed.topic_partitions}
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group}-lag-probe"})
+    try:
+        lag = 0
+        for tp in partitions:
+            low, high = probe.get_watermark_offsets(tp, timeout=timeout)
+            done = offsets.get((tp.topic, tp.partition), -1)
+            lag += high - max(done, low) if done >= 0 else high - low
+        return lag
+    finally:
+        probe.close()
+

@@ -17,6 +17,7 @@ from typing import Iterable, TextIO
 from confluent_kafka import Producer
 
 from schemas.codec import Codec, RecordError, record_from_json
+from streams.brokers import confluent_producer_overrides
 from streams import topics
 from streams.settings import Settings
 
@@ -50,6 +51,7 @@ def producer_for(bootstrap: str, **overrides) -> Producer:
         "linger.ms": 20,
         "compression.type": "none",
     }
+    config.update(confluent_producer_overrides(bootstrap))
     config.update(overrides)
     return Producer(config)
 

@@ -85,8 +85,10 @@ def remove_endpoints(settings: Settings) -> None:
 class Stack:
     """The broker (unless FOREWARN_KAFKA is set) and worker processes, as one foreground unit."""
 
-    def __init__(self, settings: Settings, workers: int = 1, worker_log: Path | None = None) -> None:
+    def __init__(self, settings: Settings, workers: int = 1, worker_log: Path | None = None,
+                 worker_loglevel: str = "warning") -> None:
         self.settings = settings
+        self.worker_loglevel = worker_loglevel
         self.workers = workers
         self.worker_log = worker_log
         self.broker = None
@@ -119,8 +121,13 @@ class Stack:
         if self.worker_log is not None:
             self.worker_log.parent.mkdir(parents=True, exist_ok=True)
             output = open(self.worker_log, "ab")
-        return subprocess.Popen([sys.executable, "-m", "streams", "worker"], env=env,
+        return subprocess.Popen([sys.executable, "-m", "streams", "worker", "--loglevel", self.worker_loglevel], env=env,
                                 stdout=output, stderr=subprocess.STDOUT if output else None)
+
+    def workers_ready(self) -> bool:
+        from streams.app import worker_is_ready
+
+        return all(worker_is_ready(self.settings.with_(worker_id=f"worker-{n}")) for n in range(self.workers))
 
     def failed_child(self) -> subprocess.Popen | None:
         for child in self.children:

@@ -52,6 +52,8 @@ class Settings:
     # Faust web server port for the worker; 0 turns the web server off.
     web_port: int = 0
     worker_id: str = ""
+    # Consumer-group session timeout of the workers; 0 picks one for the broker (streams.brokers).
+    session_timeout_ms: int = 0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -69,6 +71,7 @@ class Settings:
             max_alternatives=_int_env(env, "FOREWARN_MAX_ALTERNATIVES", 3),
             web_port=_int_env(env, "FOREWARN_WEB_PORT", 0),
             worker_id=env.get("FOREWARN_WORKER_ID", ""),
+            session_timeout_ms=_int_env(env, "FOREWARN_SESSION_TIMEOUT_MS", 0),
         )
 
     def with_(self, **changes) -> "Settings":

@@ -16,6 +16,7 @@ from schemas.codec import (
     Codec,
     DecodeError,
     EncodeError,
+    SchemaLoadError,
     SchemaStore,
     fingerprint_of,
     names,
@@ -382,3 +383,46 @@ def test_store_keeps_the_files_as_written():
     store.add(with_extra_field("forewarn.OrderEvent", GIFT_WRAP))
     assert raw_schema("forewarn.OrderEvent") == snapshot
     assert len(store) == len(SAMPLES) + 1
+
+
+# ---------------------------------------------------------------- loading
+
+
+def write_schema(directory, file_name: str, schema: dict) -> None:
+    (directory / file_name).write_text(json.dumps(schema))
+
+
+def test_a_file_may_use_a_type_from_another_file_and_stays_self_contained(tmp_path):
+    write_schema(tmp_path, "demo.Money.avsc", {
+        "type": "record", "name": "Money", "namespace": "demo", "doc": "An amount.",
+        "fields": [{"name": "cents", "type": "long"}],
+    })
+    write_schema(tmp_path, "demo.Invoice.avsc", {
+        "type": "record", "name": "Invoice", "namespace": "demo", "doc": "A bill.",
+        "fields": [{"name": "total", "type": "demo.Money"}, {"name": "tax", "type": "Money"}],
+    })
+    store = SchemaStore(tmp_path)
+    invoice = store.current("demo.Invoice")
+    assert store.names() == ["demo.Invoice", "demo.Money"]
+    assert set(store.named_types) >= {"demo.Invoice", "demo.Money"}
+    # The registry copy and the fingerprint need nothing but the invoice schema itself.
+    assert SchemaStore(directory=None).add(invoice.text).fingerprint == invoice.fingerprint
+    record = {"total": {"cents": 1200}, "tax": {"cents": 228}}
+    codec = Codec(store)
+    assert codec.decode(codec.encode("demo.Invoice", record)) == ("demo.Invoice", record)
+
+
+@pytest.mark.parametrize(
+    ("file_name", "schema", "complaint"),
+    [
+        ("demo.Wrong.avsc", {"type": "record", "name": "Right", "namespace": "demo", "doc": "d", "fields": []},
+         "name the file demo.Right.avsc"),
+        ("demo.Bare.avsc", {"type": "record", "name": "Bare", "namespace": "demo", "fields": []}, "doc"),
+        ("demo.Bad.avsc", {"type": "record", "name": "Bad", "namespace": "demo", "doc": "d",
+                           "fields": [{"name": "x", "type": "demo.Missing"}]}, "demo.Bad.avsc"),
+    ],
+)
+def test_a_bad_schema_file_is_named_in_the_error(tmp_path, file_name, schema, complaint):
+    write_schema(tmp_path, file_name, schema)
+    with pytest.raises(SchemaLoadError, match=complaint):
+        SchemaStore(tmp_path)

@@ -190,7 +190,8 @@ def test_unknown_field_is_rejected():
 
 
 def test_unknown_field_in_a_nested_record_is_rejected():
-    err = error_for("forewarn.OrderEvent", order(lines=[{"sku": "A", "qty": 1, "unit_price_cents": 1, "colour": "red"}]))
+    line = {"sku": "A", "qty": 1, "unit_price_cents": 1, "colour": "red"}
+    err = error_for("forewarn.OrderEvent", order(lines=[line]))
     assert err.path == "lines[0].colour"
 
 
