@@ -52,6 +52,7 @@ class Workers:
     def __init__(self, env: dict[str, str], count: int, log_dir: Path) -> None:
         self.env, self.count, self.log_dir = env, count, log_dir
         self.procs: list[subprocess.Popen] = []
+        self.killed: set[int] = set()
 
     def start(self) -> "Workers":
         for n in range(self.count):
@@ -61,9 +62,15 @@ class Workers:
                                                env=env, stdout=log, stderr=subprocess.STDOUT))
         return self
 
+    def kill(self, n: int) -> None:
+        """SIGKILL worker `n`: no goodbye to the group, no final commit."""
+        self.procs[n].kill()
+        self.procs[n].wait()
+        self.killed.add(n)
+
     def assert_running(self) -> None:
         for n, proc in enumerate(self.procs):
-            if proc.poll() is not None:
+            if n not in self.killed and proc.poll() is not None:
                 tail = (self.log_dir / f"worker-{n}.log").read_text(errors="replace")[-3000:]
                 raise AssertionError(f"worker {n} exited with {proc.returncode}:\n{tail}")
 
