@@ -8,6 +8,7 @@ call a pure detector, publish what it returns.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import faust
 
-from schemas.codec import Codec, DecodeError
+from schemas.codec import Codec, DecodeError, format_timestamp_ms
 from sinks.dlq import dead_letter_headers
 from streams import topics
 from streams.brokers import faust_producer_overrides, session_timeout_s
@@ -43,9 +44,12 @@ class Worker:
     # Raw-bytes topic handles by unprefixed name; values are encoded by the codec.
     out: dict[str, faust.TopicT] = field(default_factory=dict)
     dead_lettered: int = 0
+    # Full names of the topics the agents read; the clock watches these partitions.
+    clocked_topics: set[str] = field(default_factory=set)
 
     def channel(self, *specs: topics.TopicSpec) -> faust.TopicT:
         """One channel over several co-partitioned topics (same key, same partition count)."""
+        self.clocked_topics.update(self.settings.topic(s.name) for s in specs)
         return self.app.topic(*(self.settings.topic(s.name) for s in specs),
                               key_serializer="raw", value_serializer="raw")
 
@@ -114,6 +118,30 @@ def worker_is_ready(settings: Settings) -> bool:
     return (worker_datadir(settings) / "ready").exists()
 
 
+def write_status(worker: Worker, path: Path, assigned: int) -> None:
+    """What an operator wants to see of a running worker, rewritten every second."""
+    now = wall_ms()
+    clock = worker.clock.now(now)
+    status = {
+        "clock_ms": clock,
+        "clock": format_timestamp_ms(clock) if clock is not None else None,
+        "partitions_assigned": assigned,
+        "partitions_behind": worker.clock.behind_count(),
+        "dead_lettered": worker.dead_lettered,
+        "updated_at": format_timestamp_ms(now),
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(status))
+    tmp.replace(path)
+
+
+def read_status(settings: Settings) -> dict | None:
+    try:
+        return json.loads((worker_datadir(settings) / "status.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def build_worker(settings: Settings, bootstrap: str) -> Worker:
     datadir = worker_datadir(settings)
     # Tables live in memory and recover from their changelogs; anything a previous
@@ -149,21 +177,23 @@ def build_worker(settings: Settings, bootstrap: str) -> Worker:
         worker.out[spec.name] = app.topic(settings.topic(spec.name), key_serializer="raw", value_serializer="raw")
 
     ready_marker = datadir / "ready"
+    status_file = datadir / "status.json"
 
     @app.timer(1.0)
     async def report_lag() -> None:
+        # Only the agents' inputs count: changelogs and Faust's own topics are not event streams.
+        assigned = [tp for tp in app.consumer.assignment() if tp.topic in worker.clocked_topics]
+        worker.clock.sync_assignment((tp.topic, tp.partition) for tp in assigned)
         # Partitions that deliver nothing still need to tell the clock whether they are caught up.
-        assigned = app.consumer.assignment()
-        if assigned and not ready_marker.exists():
-            # Processes that supervise this worker (forewarn up, demo, tests) wait for this file.
-            ready_marker.write_text(f"{len(assigned)} partitions assigned\n")
-        worker.clock.revoke([tp for tp in list(worker.clock._parts) if (tp[0], tp[1]) not in
-                             {(a.topic, a.partition) for a in assigned}])
         for tp in assigned:
             highwater = app.consumer.highwater(tp)
             position = await app.consumer.position(tp)
             worker.clock.report_lag((tp.topic, tp.partition),
                                     behind=highwater is None or position is None or position < highwater)
+        write_status(worker, status_file, len(assigned))
+        if assigned and not ready_marker.exists():
+            # Processes that supervise this worker (forewarn up, demo, tests) wait for this file.
+            ready_marker.write_text(f"{len(assigned)} partitions assigned\n")
 
     from streams.agents import stock
 

@@ -48,6 +48,15 @@ class WorkerClock:
         for tp in partitions:
             self._parts.pop(tp, None)
 
+    def sync_assignment(self, partitions: Iterable[Hashable]) -> None:
+        """Make the assigned partitions exactly these (after a rebalance)."""
+        wanted = set(partitions)
+        self.revoke([tp for tp in self._parts if tp not in wanted])
+        self.assign(wanted)
+
+    def behind_count(self) -> int:
+        return sum(1 for p in self._parts.values() if p.behind)
+
     def observe(self, tp: Hashable, event_ts: int, behind: bool) -> None:
         """A message with event time `event_ts` was read from `tp`; `behind` says more are waiting."""
         part = self._parts.setdefault(tp, _Partition())

@@ -12,7 +12,9 @@ import time
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from schemas.codec import Codec
+from schemas.codec import Codec, parse_timestamp_ms
+from streams.app import read_status
+from streams.settings import Settings
 from sinks import dlq
 from streams.produce import producer_for
 from tests.integration.helpers import (
@@ -98,6 +100,13 @@ def test_undecodable_and_miskeyed_messages_go_to_dead_letters_and_valid_ones_sti
         alerts = wait_for(lambda: workers.assert_running() or read_alerts(kafka_bootstrap, fresh_prefix),
                           timeout=120, what="the alert for O1")
         assert [(a["order_id"], a["status"]) for a in alerts] == [("O1", "open")]
+        # Replayed history: the worker clock follows the events' time, not today's date.
+        worker_settings = Settings(data_dir=tmp_path, topic_prefix=fresh_prefix, worker_id="w0")
+        status = wait_for(lambda: (read_status(worker_settings) or {}).get("partitions_behind") == 0
+                          and read_status(worker_settings), timeout=60, what="the worker to be caught up")
+        order_ts = parse_timestamp_ms("2026-03-02T09:01:00Z")
+        assert order_ts <= status["clock_ms"] < order_ts + 10 * 60 * 1000, status
+        assert status["dead_lettered"] == 2
         dead = read_raw(kafka_bootstrap, f"{fresh_prefix}forewarn-dead-letters", expected=2)
     by_reason = {dlq.headers_dict(m.headers())[dlq.REASON]: m for m in dead}
     assert set(by_reason) == {"unknown-framing", "key-mismatch"}

@@ -77,3 +77,14 @@ def test_revoked_partitions_stop_holding_the_clock():
     clock.observe(A, 50_000, behind=False)
     clock.revoke([B])
     assert clock.now(wall_ms=0) == 50_000
+
+
+def test_sync_assignment_drops_revoked_and_adds_new_partitions_as_behind():
+    clock = WorkerClock()
+    clock.assign([A])
+    clock.observe(A, 10_000, behind=False)
+    clock.sync_assignment([B])
+    assert clock.behind_count() == 1  # B is new: unknown lag holds the clock
+    assert clock.now(wall_ms=0) is None
+    clock.report_lag(B, behind=False)
+    assert clock.now(wall_ms=0) == 0  # nothing read on B, nothing behind: wall time
