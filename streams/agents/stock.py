@@ -38,10 +38,12 @@ def register(worker: Worker) -> None:
                 ref = worker.reference.reference()
                 if schema == topics.INVENTORY.schema:
                     outcome = stock.apply_stock_level(sku_state.get(sku), record, ref, detected_at=wall_ms(),
-                                                      rollup_orders=settings.stockout_rollup_orders)
+                                                      rollup_orders=settings.stockout_rollup_orders,
+                                                      horizon_ms=settings.reorder_horizon_ms)
                 else:
                     outcome = stock.apply_order_line(sku_state.get(sku), record, ref, detected_at=wall_ms(),
-                                                     rollup_orders=settings.stockout_rollup_orders)
+                                                     rollup_orders=settings.stockout_rollup_orders,
+                                                      horizon_ms=settings.reorder_horizon_ms)
                 sku_state[sku] = outcome.state
                 for shortage in outcome.shortages:
                     await worker.publish(topics.ORDER_SHORTAGES, shortage)

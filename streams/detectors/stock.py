@@ -65,16 +65,25 @@ class Outcome:
 
 # ---------------------------------------------------------------- stage 1: per SKU
 
+# How far back in event time a SKU keeps its history (stock levels, closed lines)
+# so that an event read late is still applied at its own time (see _resimulate).
+DEFAULT_REORDER_HORIZON_MS = 24 * 60 * 60 * 1000
+# Bounds on that history per SKU, so one busy SKU's state stays small.
+MAX_LEVELS = 200
+MAX_CLOSED_LINES = 500
+
 
 def new_sku_state(sku: str) -> dict:
     return {
         "sku": sku,
-        "available": None,  # unknown until the first stock_level: no shortage claimed
-        "stock_ts": None,
-        "stock_event_id": None,
-        "lines": {},  # order_id -> {qty, placed_ts, customer_id, event_id}
-        "short": {},  # order_id -> units short, as last published
+        # Stock levels by event time: [ts, available, event_id]. None known: no shortage claimed.
+        "levels": [],
+        # order_id -> {qty, placed_ts, customer_id, event_id, closed_ts, close_event_id, close_reason}
+        "lines": {},
+        # order_id -> [ts, units short]: the last shortage told to the order stage.
+        "emitted": {},
         "rollup": None,  # the open sku_stockout_impact episode, if any
+        "latest_ts": None,
     }
 
 
@@ -85,17 +94,15 @@ def apply_stock_level(
     *,
     detected_at: int,
     rollup_orders: int,
+    horizon_ms: int = DEFAULT_REORDER_HORIZON_MS,
 ) -> Outcome:
-    """A new absolute stock level for one SKU."""
+    """A new absolute stock level for one SKU, applied at its own event time."""
     state = state or new_sku_state(event["sku"])
-    # Levels are absolute, so a level older than the one we hold is history,
-    # not news: applying it would undo a newer level that arrived first.
-    if state["stock_ts"] is not None and event["ts"] < state["stock_ts"]:
-        return Outcome(state)
-    state["available"] = int(event["available"])
-    state["stock_ts"] = event["ts"]
-    state["stock_event_id"] = event["event_id"]
-    return _reallocate(state, event["event_id"], event["ts"], "stock_level", ref, detected_at, rollup_orders)
+    if any(level[2] == event["event_id"] for level in state["levels"]):
+        return Outcome(state)  # redelivered
+    state["levels"].append([event["ts"], int(event["available"]), event["event_id"]])
+    state["levels"].sort(key=lambda level: level[0])
+    return _resimulate(state, event["ts"], ref, detected_at, rollup_orders, horizon_ms)
 
 
 def apply_order_line(
@@ -105,25 +112,34 @@ def apply_order_line(
     *,
     detected_at: int,
     rollup_orders: int,
+    horizon_ms: int = DEFAULT_REORDER_HORIZON_MS,
 ) -> Outcome:
     """An order line for this SKU opened (order placed) or closed (shipped, delivered, cancelled)."""
     state = state or new_sku_state(line["sku"])
     order_id = line["order_id"]
+    known = state["lines"].get(order_id)
     if line["action"] == "open":
-        if order_id in state["lines"]:
+        if known is not None:
             return Outcome(state)  # redelivered: already counted
         state["lines"][order_id] = {
             "qty": int(line["qty"]),
             "placed_ts": line["placed_ts"],
             "customer_id": line["customer_id"],
             "event_id": line["event_id"],
+            "closed_ts": None,
+            "close_event_id": None,
+            "close_reason": None,
         }
-        reason = "order_placed"
+        since = line["placed_ts"]
     else:
-        if state["lines"].pop(order_id, None) is None:
+        if known is None or known["closed_ts"] is not None:
             return Outcome(state)
-        reason = f"order_{line['reason']}"
-    return _reallocate(state, line["event_id"], line["ts"], reason, ref, detected_at, rollup_orders)
+        # A line is closed from its closing event on, never before it was placed.
+        known["closed_ts"] = max(line["ts"], known["placed_ts"])
+        known["close_event_id"] = line["event_id"]
+        known["close_reason"] = line["reason"]
+        since = known["closed_ts"]
+    return _resimulate(state, since, ref, detected_at, rollup_orders, horizon_ms)
 
 
 def allocate_oldest_first(available: int, lines: Mapping[str, dict]) -> dict[str, int]:
@@ -143,50 +159,124 @@ def allocate_oldest_first(available: int, lines: Mapping[str, dict]) -> dict[str
     return short
 
 
-def _reallocate(
-    state: dict,
-    cause_event_id: str,
-    cause_ts: int,
-    reason: str,
-    ref: Reference,
-    detected_at: int,
-    rollup_orders: int,
+def _changes(state: dict) -> list[tuple[int, str, str]]:
+    """Every change to this SKU's stock or demand as (ts, event_id, reason), in event-time order."""
+    points = [(ts, event_id, "stock_level") for ts, _, event_id in state["levels"]]
+    for line in state["lines"].values():
+        points.append((line["placed_ts"], line["event_id"], "order_placed"))
+        if line["closed_ts"] is not None:
+            points.append((line["closed_ts"], line["close_event_id"], f"order_{line['close_reason']}"))
+    points.sort(key=lambda point: point[0])
+    return points
+
+
+def _situation_at(state: dict, ts: int) -> tuple[int | None, str | None, dict[str, dict]]:
+    """The stock level (and its event) in force at `ts`, and the lines open then."""
+    level, level_event = None, None
+    for level_ts, available, event_id in state["levels"]:
+        if level_ts > ts:
+            break
+        level, level_event = available, event_id
+    open_lines = {
+        order_id: line
+        for order_id, line in state["lines"].items()
+        if line["placed_ts"] <= ts and (line["closed_ts"] is None or line["closed_ts"] > ts)
+    }
+    return level, level_event, open_lines
+
+
+def _resimulate(
+    state: dict, since: int, ref: Reference, detected_at: int, rollup_orders: int, horizon_ms: int
 ) -> Outcome:
-    sku = state["sku"]
-    available = state["available"]
-    new_short = {} if available is None else allocate_oldest_first(available, state["lines"])
-    old_short = state["short"]
-    shortages = []
-    for order_id in sorted(set(old_short) | set(new_short)):
-        before, after = old_short.get(order_id, 0), new_short.get(order_id, 0)
-        if before == after:
-            continue
-        line = state["lines"].get(order_id)
-        shortages.append(
-            {
-                "event_id": cause_event_id,
-                "ts": cause_ts,
-                "order_id": order_id,
-                "sku": sku,
-                "ordered": line["qty"] if line else 0,
-                "short": after,
-                "available": available if available is not None else 0,
-                "reason": reason,
-                "evidence": [e for e in (line and line["event_id"], state["stock_event_id"], cause_event_id) if e],
-            }
+    """Replay this SKU's history in event-time order from `since`, and tell what changed.
+
+    Stock levels and order lines reach this stage through different paths
+    (order lines take one more hop), so in a replay or after a backlog a
+    stock drop may be read before the orders placed ahead of it. Evaluating
+    the allocation at each change from the late event's own time onwards
+    gives the order stage the same sequence of shortages that reading in
+    event-time order would have given: same alerts live and in a replay.
+    Shortages already told for a later time are not rewritten; the latest
+    value always is.
+    """
+    outcome = Outcome(state)
+    latest = state["latest_ts"]
+    state["latest_ts"] = since if latest is None else max(latest, since)
+    points = [point for point in _changes(state) if point[0] >= since]
+    for ts in sorted({point[0] for point in points}):
+        causes = [point for point in points if point[0] == ts]
+        # The stock event at this time explains the figures best; otherwise the order event.
+        cause_event_id, reason = next(((e, r) for _, e, r in causes if r == "stock_level"), causes[-1][1:])
+        level, level_event, open_lines = _situation_at(state, ts)
+        short = {} if level is None else allocate_oldest_first(level, open_lines)
+        for order_id in sorted(set(short) | set(state["emitted"])):
+            told_ts, told = state["emitted"].get(order_id, (None, 0))
+            now_short = short.get(order_id, 0)
+            if now_short == told or (told_ts is not None and ts < told_ts):
+                continue
+            line = state["lines"].get(order_id)
+            outcome.shortages.append(
+                {
+                    "event_id": cause_event_id,
+                    "ts": ts,
+                    "order_id": order_id,
+                    "sku": state["sku"],
+                    "ordered": line["qty"] if line else 0,
+                    "short": now_short,
+                    "available": level if level is not None else 0,
+                    "reason": reason,
+                    "evidence": [e for e in (line and line["event_id"], level_event, cause_event_id) if e],
+                }
+            )
+            state["emitted"][order_id] = [ts, now_short]
+        demand = sum(line["qty"] for line in open_lines.values())
+        outcome.alerts += _rollup_transition(
+            state, short, level, demand, len(open_lines), cause_event_id, level_event, ts, ref, detected_at,
+            rollup_orders,
         )
-    state["short"] = new_short
-    alerts = _rollup_transition(state, cause_event_id, cause_ts, ref, detected_at, rollup_orders)
-    return Outcome(state, alerts=alerts, shortages=shortages)
+    _trim(state, horizon_ms)
+    return outcome
+
+
+def _trim(state: dict, horizon_ms: int) -> None:
+    """Forget history no late event within the horizon can need."""
+    cutoff = state["latest_ts"] - horizon_ms
+    levels = state["levels"]
+    # Keep the level in force at the cutoff: it is the starting point of any replay.
+    first_kept = max((i for i, level in enumerate(levels) if level[0] <= cutoff), default=0)
+    del levels[: max(first_kept, len(levels) - MAX_LEVELS)]
+    closed = sorted(
+        (line["closed_ts"], order_id) for order_id, line in state["lines"].items() if line["closed_ts"] is not None
+    )
+    excess = len(closed) - MAX_CLOSED_LINES
+    for n, (closed_ts, order_id) in enumerate(closed):
+        if closed_ts < cutoff or n < excess:
+            del state["lines"][order_id]
+            if state["emitted"].get(order_id, [None, 0])[1] == 0:
+                state["emitted"].pop(order_id, None)
+    for order_id in [o for o, (_, told) in state["emitted"].items() if told == 0 and o not in state["lines"]]:
+        del state["emitted"][order_id]
 
 
 def _rollup_transition(
-    state: dict, cause_event_id: str, cause_ts: int, ref: Reference, detected_at: int, threshold: int
+    state: dict,
+    short: dict[str, int],
+    available: int | None,
+    open_demand: int,
+    open_orders: int,
+    cause_event_id: str,
+    level_event: str | None,
+    ts: int,
+    ref: Reference,
+    detected_at: int,
+    threshold: int,
 ) -> list[dict]:
     sku = state["sku"]
-    orders = len(state["short"])
-    units = sum(state["short"].values())
+    orders = len(short)
+    units = sum(short.values())
     episode = state["rollup"]
+    if episode is not None and ts < episode.get("ts", ts):
+        return []  # already told for a later time
     if episode is None:
         if orders < threshold:
             return []
@@ -207,11 +297,10 @@ def _rollup_transition(
         status = UPDATED
     else:
         return []
-    episode["orders"], episode["units"] = orders, units
-    episode["evidence"] = merge_evidence(episode["evidence"], state["stock_event_id"], cause_event_id)
+    episode["orders"], episode["units"], episode["ts"] = orders, units, ts
+    episode["evidence"] = merge_evidence(episode["evidence"], level_event, cause_event_id)
     item = ref.catalog.get(sku) or {}
     name = item.get("name") or sku
-    open_demand = sum(line["qty"] for line in state["lines"].values())
     if status == RESOLVED:
         title = f"{name} ({sku}) no longer short on open orders"
         summary = f"Stock of {name} ({sku}) now covers every open order."
@@ -219,7 +308,7 @@ def _rollup_transition(
         title = f"{name} ({sku}) short on {orders} open orders"
         summary = (
             f"{name} ({sku}) is {units} units short across {orders} open orders: "
-            f"{state['available']} available against {open_demand} ordered. "
+            f"{available} available against {open_demand} ordered. "
             f"Customer service has one alert per affected order."
         )
     return [
@@ -235,14 +324,14 @@ def _rollup_transition(
             details={
                 "affected_orders": orders,
                 "short_units": units,
-                "available": state["available"],
+                "available": available,
                 "open_demand_units": open_demand,
-                "open_orders": len(state["lines"]),
+                "open_orders": open_orders,
                 "sku_name": name,
                 "category": item.get("category") or "",
             },
             evidence=episode["evidence"],
-            event_ts=cause_ts,
+            event_ts=ts,
             detected_at=detected_at,
             sku=sku,
             category=item.get("category"),
@@ -291,6 +380,7 @@ def apply_order_event(
         if state["status"] != "open":
             return Outcome(state)  # e.g. delivered after shipped
         state["status"] = kind
+        state["closed_ts"] = event["ts"]
         outcome = Outcome(state, line_events=_line_events(state, event, "close", kind))
         if _alert_is_open(state):
             state["evidence"] = merge_evidence(state["evidence"], event["event_id"])
@@ -310,9 +400,16 @@ def apply_line_shortage(
     detected_at: int,
     max_alternatives: int,
 ) -> Outcome:
-    """The SKU stage says how short one of this order's lines now is."""
-    if state is None or state["status"] != "open":
-        return Outcome(state)  # closed orders have nothing left to short
+    """The SKU stage says how short one of this order's lines is from the shortage's time on."""
+    if state is None or not state.get("placed_event_id"):
+        return Outcome(state)
+    if state["status"] != "open":
+        # A shortage from before the order closed is history read late: it still gets its
+        # episode, which the SKU stage ends with the closing time. After closing: nothing.
+        if shortage["short"] > 0 and shortage["ts"] >= state.get("closed_ts", shortage["ts"]):
+            return Outcome(state)
+        if shortage["short"] == 0 and not _alert_is_open(state):
+            return Outcome(state)
     sku = shortage["sku"]
     before = dict(state["short"])
     if shortage["short"] > 0:
@@ -335,7 +432,7 @@ def apply_line_shortage(
             status = OPEN
         resolution = None
     elif _alert_is_open(state):
-        status, resolution = RESOLVED, "restocked"
+        status, resolution = RESOLVED, ("restocked" if state["status"] == "open" else state["status"])
     else:
         return Outcome(state)
     alert = _order_alert(state, status, shortage["ts"], ref, detected_at, max_alternatives, resolution)

@@ -154,3 +154,43 @@ def test_stock_drop_makes_existing_open_orders_short_with_two_workers_one_killed
             "O2": "restocked", "O3": "restocked", "O5": "restocked", "O6": "restocked", "O7": "cancelled"}
         workers.assert_running()
     assert "O1" not in by_order(read_alerts(kafka_bootstrap, fresh_prefix))
+
+
+def test_a_timeline_produced_at_once_gives_the_alerts_of_event_time_order(kafka_bootstrap, fresh_prefix, tmp_path):
+    """A replayed day: everything is in the topics before the workers start, so stock changes are
+    read long before the order lines that reach the SKU stage one hop later. The alerts must still
+    be the ones reading in event-time order gives: a shortage episode from 09:10 to 09:20."""
+    env = forewarn_env(kafka_bootstrap, fresh_prefix, tmp_path)
+    assert run_forewarn(["topics", "create"], env).returncode == 0
+    timeline = reference_data() + [
+        placed(2, "O1", "C1", ("ETH", 6)),
+        placed(3, "O2", "C2", ("ETH", 4)),
+        placed(4, "O3", "C3", ("ETH", 4)),
+        ev("inventory", 10, event_type="stock_level", sku="ETH", available=7),
+        ev("inventory", 20, event_type="stock_level", sku="ETH", available=40),
+        placed(30, "O4", "C1", ("KEN", 2)),
+        ev("orders", 40, event_type="shipped", order_id="O4", customer_id="C1", lines=[]),
+        ev("inventory", 35, event_type="stock_level", sku="KEN", available=0),  # read after the shipment
+    ]
+    assert run_forewarn(["produce", str(write_jsonl(tmp_path / "day.jsonl", timeline))], env).returncode == 0
+    expected = {
+        "O2": [("open", T0.format(10), {"ETH": (3, 4)}), ("resolved", T0.format(20), None)],
+        "O3": [("open", T0.format(10), {"ETH": (4, 4)}), ("resolved", T0.format(20), None)],
+        # KEN dropped to 0 at 09:35 while O4 was still open; it shipped at 09:40.
+        "O4": [("open", T0.format(35), {"KEN": (2, 2)}), ("resolved", T0.format(40), None)],
+    }
+    from schemas.codec import parse_timestamp_ms
+    from streams.detectors.alerts import alert_id_for
+
+    def story():
+        alerts = by_order(read_alerts(kafka_bootstrap, fresh_prefix))
+        return {order_id: [(a["status"], a["event_ts"], short_of(a) if a["status"] != "resolved" else None)
+                           for a in history] for order_id, history in alerts.items()}
+
+    expected_ts = {o: [(s, parse_timestamp_ms(t), lines) for s, t, lines in steps] for o, steps in expected.items()}
+    with Workers(env, count=2, log_dir=tmp_path) as workers:
+        wait_for(lambda: workers.assert_running() or story() == expected_ts, timeout=180,
+                 what=f"alerts {expected_ts}")
+        alerts = by_order(read_alerts(kafka_bootstrap, fresh_prefix))
+    assert alerts["O2"][0]["alert_id"] == alert_id_for("out_of_stock_open_order:O2", "inventory-10-ETH")
+    assert alerts["O4"][-1]["details"]["resolution"] == "shipped"

@@ -37,14 +37,14 @@ class TwoStages:
         self._seq += 1
         return f"e{self._seq}"
 
-    def stock(self, sku: str, available: int, ts: int) -> list[dict]:
-        event = {"event_id": self._id(), "ts": ts, "event_type": "stock_level", "sku": sku, "available": available}
+    def stock(self, sku: str, available: int, ts: int, event_id: str | None = None) -> list[dict]:
+        event = {"event_id": event_id or self._id(), "ts": ts, "event_type": "stock_level", "sku": sku, "available": available}
         out = apply_stock_level(self.skus.get(sku), event, self.ref, detected_at=NOW, rollup_orders=self.rollup_orders)
         return self._after_sku(sku, out)
 
-    def order(self, order_id: str, kind: str, ts: int, lines=(), customer="C1") -> list[dict]:
+    def order(self, order_id: str, kind: str, ts: int, lines=(), customer="C1", event_id=None) -> list[dict]:
         event = {
-            "event_id": self._id(), "ts": ts, "event_type": kind, "order_id": order_id,
+            "event_id": event_id or self._id(), "ts": ts, "event_type": kind, "order_id": order_id,
             "customer_id": customer, "lines": [{"sku": s, "qty": q, "unit_price_cents": 100} for s, q in lines],
         }
         out = apply_order_event(self.orders.get(order_id), event, self.ref, detected_at=NOW,
@@ -175,12 +175,66 @@ def test_a_reopened_shortage_is_a_new_episode_with_a_new_alert_id():
     assert first["alert_id"] != second["alert_id"]
 
 
-def test_older_stock_level_read_late_does_not_undo_a_newer_one():
+def test_older_stock_level_read_late_is_applied_at_its_own_time_and_does_not_undo_a_newer_one():
     p = TwoStages()
     p.order("O1", "placed", ts=100, lines=[("A", 2)])
     p.stock("A", 5, ts=500)
-    assert p.stock("A", 0, ts=400) == []
-    assert p.skus["A"]["available"] == 5
+    produced = p.stock("A", 0, ts=400)
+    # Read in event-time order, O1 was short from 400 until the level of 500: same alerts now.
+    assert [(a["status"], a["event_ts"]) for a in produced] == [("open", 400), ("resolved", 500)]
+    assert p.stock("A", 7, ts=450) == []  # still covered by the 500 level afterwards
+    assert p.skus["A"]["levels"][-1][:2] == [500, 5]
+
+
+def test_stock_drop_and_restock_read_before_the_order_gives_the_same_alerts_as_time_order():
+    live, replay = TwoStages(), TwoStages()
+    live.stock("A", 10, ts=0, event_id="s0")
+    live.order("O1", "placed", ts=100, lines=[("A", 4)], event_id="o1")
+    live.stock("A", 1, ts=200, event_id="s1")
+    live.stock("A", 10, ts=300, event_id="s2")
+    # The same events with the order line read last, as after a backlog on the order path.
+    replay.stock("A", 10, ts=0, event_id="s0")
+    replay.stock("A", 1, ts=200, event_id="s1")
+    replay.stock("A", 10, ts=300, event_id="s2")
+    replay.order("O1", "placed", ts=100, lines=[("A", 4)], event_id="o1")
+
+    def story(p):
+        return [(a["status"], a["event_ts"], a["alert_id"], short_lines(a) if a["status"] != "resolved" else None)
+                for a in p.alerts]
+
+    assert story(live) == story(replay)
+    assert [s[0] for s in story(live)] == ["open", "resolved"]
+
+
+def test_order_shipped_before_its_shortage_is_read_still_gets_its_episode():
+    live, replay = TwoStages(), TwoStages()
+    for p, order_first in ((live, True), (replay, False)):
+        p.stock("A", 5, ts=0)
+        p.order("O1", "placed", ts=100, lines=[("A", 2)])
+        if order_first:
+            p.stock("A", 0, ts=200)
+            p.order("O1", "shipped", ts=300)
+        else:
+            p.order("O1", "shipped", ts=300)
+            p.stock("A", 0, ts=200)
+    assert [(a["status"], a["event_ts"]) for a in live.alerts] == [("open", 200), ("resolved", 300)]
+    assert [(a["status"], a["event_ts"]) for a in replay.alerts] == [("open", 200), ("resolved", 300)]
+    assert replay.alerts[-1]["details"]["resolution"] == "shipped"
+    assert live.alerts[-1]["details"]["resolution"] == "shipped"
+
+
+def test_history_older_than_the_horizon_is_forgotten():
+    p = TwoStages()
+    for n in range(5):
+        p.stock("A", 10, ts=n * 1000)
+    p.order("O1", "placed", ts=100, lines=[("A", 1)])
+    p.order("O1", "shipped", ts=200)
+    state = p.skus["A"]
+    out = apply_stock_level(state, {"event_id": "late", "ts": 10 * 24 * 3600 * 1000, "event_type": "stock_level",
+                                    "sku": "A", "available": 3}, p.ref, detected_at=NOW, rollup_orders=20)
+    # The level in force at the horizon stays as the starting point of any replay; older ones go.
+    assert [level[0] for level in out.state["levels"]] == [4000, 10 * 24 * 3600 * 1000]
+    assert "O1" not in out.state["lines"] and "O1" not in out.state["emitted"]
 
 
 def test_redelivered_events_change_nothing():
