@@ -66,7 +66,7 @@ def _free_loopback_port() -> int:
         return sock.getsockname()[1]
 
 
-def _die_with_parent_hook():
+def die_with_parent_hook():
     """A preexec_fn that makes the child receive SIGKILL when the parent dies (Linux only).
 
     libc is loaded here, in the parent, because loading a library between fork
@@ -209,7 +209,7 @@ class EmbeddedBroker:
             # group (Ctrl-C) go to the parent only, which then stops the broker
             # in order, after the workers that use it.
             start_new_session=True,
-            preexec_fn=_die_with_parent_hook(),
+            preexec_fn=die_with_parent_hook(),
             close_fds=True,
         )
 

@@ -300,6 +300,7 @@ def test_decode_accepts_bytearray_and_memoryview(codec):
 
 
 # ---------------------------------------------------------------- registry framing
+# Against a real registry: tests/integration/test_schema_registry.py.
 
 
 def test_a_registry_codec_connects_to_nothing_until_it_must():
@@ -307,63 +308,6 @@ def test_a_registry_codec_connects_to_nothing_until_it_must():
     codec = Codec(registry_url="http://127.0.0.1:9")
     data = Codec().encode("forewarn.StockLevel", SAMPLES["forewarn.StockLevel"])
     assert codec.decode(data) == ("forewarn.StockLevel", SAMPLES["forewarn.StockLevel"])
-
-
-class RecordingRegistryClient:
-    """Stands in for SchemaRegistryClient's two calls; records what the codec asks."""
-
-    def __init__(self):
-        self.registered: list[tuple[str, str, str]] = []
-        self.fetched: list[int] = []
-        self._schemas: dict[int, object] = {}
-
-    def register_schema(self, subject, schema):
-        self.registered.append((subject, schema.schema_type, schema.schema_str))
-        schema_id = 100 + len(self._schemas)
-        self._schemas[schema_id] = schema
-        return schema_id
-
-    def get_schema(self, schema_id):
-        from confluent_kafka.schema_registry.error import SchemaRegistryError
-
-        self.fetched.append(schema_id)
-        if schema_id not in self._schemas:
-            raise SchemaRegistryError(404, 40403, "Schema not found")
-        return self._schemas[schema_id]
-
-
-def test_confluent_wire_format_registers_under_the_topic_subject():
-    pytest.importorskip("confluent_kafka.schema_registry", exc_type=ImportError)
-    client = RecordingRegistryClient()
-    writer = Codec(registry_client=client)
-    record = SAMPLES["forewarn.OrderEvent"]
-    data = writer.encode("forewarn.OrderEvent", record, topic="dev.orders")
-    writer.encode("forewarn.OrderEvent", record, topic="dev.orders")
-
-    assert data[:1] == b"\x00" and struct.unpack(">I", data[1:5])[0] == 100
-    assert len(client.registered) == 1  # registered once, then cached
-    subject, schema_type, text = client.registered[0]
-    assert (subject, schema_type) == ("dev.orders-value", "AVRO")
-    assert json.loads(text)["name"] == "forewarn.OrderEvent"
-    assert writer.decode(data) == ("forewarn.OrderEvent", record)
-    assert client.fetched == []  # our own schema id needs no fetch
-
-    # A second process knows the id only through the registry.
-    reader = Codec(registry_client=client)
-    assert reader.decode(data) == ("forewarn.OrderEvent", record)
-    assert reader.decode(data) == ("forewarn.OrderEvent", record)
-    assert client.fetched == [100]
-
-    # Without a topic the subject is the record name.
-    writer.encode("forewarn.StockLevel", SAMPLES["forewarn.StockLevel"])
-    assert client.registered[-1][0] == "forewarn.StockLevel"
-
-
-def test_confluent_frame_with_an_id_the_registry_does_not_know():
-    pytest.importorskip("confluent_kafka.schema_registry", exc_type=ImportError)
-    client = RecordingRegistryClient()
-    data = b"\x00" + struct.pack(">I", 7) + b"\x02"
-    assert reason_of(Codec(registry_client=client), data) == "unknown-schema-id"
 
 
 def test_registry_schema_text_is_self_contained_and_fingerprints_the_same():
