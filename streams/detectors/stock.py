@@ -159,12 +159,13 @@ def allocate_oldest_first(available: int, lines: Mapping[str, dict]) -> dict[str
     return short
 
 
-def _changes(state: dict) -> list[tuple[int, str, str]]:
-    """Every change to this SKU's stock or demand as (ts, event_id, reason), in event-time order."""
-    points = [(ts, event_id, "stock_level") for ts, _, event_id in state["levels"]]
+def _changes(state: dict, since: int) -> list[tuple[int, str, str]]:
+    """Every change to this SKU's stock or demand from `since` on, as (ts, event_id, reason), in time order."""
+    points = [(ts, event_id, "stock_level") for ts, _, event_id in state["levels"] if ts >= since]
     for line in state["lines"].values():
-        points.append((line["placed_ts"], line["event_id"], "order_placed"))
-        if line["closed_ts"] is not None:
+        if line["placed_ts"] >= since:
+            points.append((line["placed_ts"], line["event_id"], "order_placed"))
+        if line["closed_ts"] is not None and line["closed_ts"] >= since:
             points.append((line["closed_ts"], line["close_event_id"], f"order_{line['close_reason']}"))
     points.sort(key=lambda point: point[0])
     return points
@@ -202,7 +203,7 @@ def _resimulate(
     outcome = Outcome(state)
     latest = state["latest_ts"]
     state["latest_ts"] = since if latest is None else max(latest, since)
-    points = [point for point in _changes(state) if point[0] >= since]
+    points = _changes(state, since)
     for ts in sorted({point[0] for point in points}):
         causes = [point for point in points if point[0] == ts]
         # The stock event at this time explains the figures best; otherwise the order event.
@@ -234,7 +235,11 @@ def _resimulate(
             state, short, level, demand, len(open_lines), cause_event_id, level_event, ts, ref, detected_at,
             rollup_orders,
         )
-    _trim(state, horizon_ms)
+    # Trimming walks the whole history: do it when it can matter, not on every event.
+    due = state.get("trimmed_at") is None or state["latest_ts"] - state["trimmed_at"] >= horizon_ms // 24
+    if due or len(state["levels"]) > MAX_LEVELS or len(state["lines"]) > 2 * MAX_CLOSED_LINES:
+        _trim(state, horizon_ms)
+        state["trimmed_at"] = state["latest_ts"]
     return outcome
 
 
