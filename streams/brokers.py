@@ -10,8 +10,10 @@ Kafka they batch normally.
 
 The same broker completes a consumer group's first join only after half the
 session timeout, so a worker with Faust's default (60 s) waits 30 s before it
-reads anything. Workers use a 10 s session timeout there, 45 s (Kafka's own
-default) elsewhere; FOREWARN_SESSION_TIMEOUT_MS overrides both.
+reads anything. Workers use a 10 s session timeout there and 15 s elsewhere:
+the session timeout is also how long a crashed worker's partitions wait before
+another worker takes them over, and proactive alerts should not stall for the
+45 s of Kafka's own default. FOREWARN_SESSION_TIMEOUT_MS overrides both.
 """
 
 from __future__ import annotations
@@ -56,4 +58,4 @@ def faust_producer_overrides(bootstrap: str) -> dict[str, object]:
 def session_timeout_s(settings: Settings, bootstrap: str) -> float:
     if settings.session_timeout_ms:
         return settings.session_timeout_ms / 1000
-    return 10.0 if single_record_batches(bootstrap) else 45.0
+    return 10.0 if single_record_batches(bootstrap) else 15.0

@@ -56,11 +56,19 @@ class Workers:
 
     def start(self) -> "Workers":
         for n in range(self.count):
-            env = dict(self.env, FOREWARN_WORKER_ID=f"w{n}")
-            log = open(self.log_dir / f"worker-{n}.log", "wb")
-            self.procs.append(subprocess.Popen([sys.executable, "-m", "streams", "worker", "--loglevel", "info"],
-                                               env=env, stdout=log, stderr=subprocess.STDOUT))
+            self.procs.append(self._spawn(n))
         return self
+
+    def _spawn(self, n: int) -> subprocess.Popen:
+        env = dict(self.env, FOREWARN_WORKER_ID=f"w{n}")
+        log = open(self.log_dir / f"worker-{n}.log", "ab")
+        return subprocess.Popen([sys.executable, "-m", "streams", "worker", "--loglevel", "info"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def restart(self, n: int) -> None:
+        """Start worker `n` again after it was killed; its tables come back from the changelogs."""
+        self.procs[n] = self._spawn(n)
+        self.killed.discard(n)
 
     def kill(self, n: int) -> None:
         """SIGKILL worker `n`: no goodbye to the group, no final commit."""

@@ -1,0 +1,34 @@
+"""Fault tests: a three-broker Apache Kafka cluster, brokers and workers killed mid-stream.
+
+They need a JDK and Maven Central (Apache Kafka is resolved with Maven on first
+use) and take minutes, so they run only when FOREWARN_TEST_FAULTS=1; `.ci/run`
+sets it. FOREWARN_TEST_FAULT_KAFKA may name an existing three-broker cluster's
+bootstrap address instead, but then the broker-kill test is skipped (it must own
+the brokers it kills).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("FOREWARN_TEST_FAULTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="fault tests run with FOREWARN_TEST_FAULTS=1 (they start a 3-broker cluster)")
+    for item in items:
+        if "tests/faults/" in str(item.fspath):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    from tests.integration.apache_kafka import start_apache_kafka
+
+    handle = start_apache_kafka(tmp_path_factory.mktemp("kafka3"), brokers=3)
+    try:
+        yield handle
+    finally:
+        handle.stop()
