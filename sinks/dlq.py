@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 REASON = "forewarn.error.reason"
+# The kind of failure as a class name (DecodeError, KeyMismatch, ProcessingError, ...).
+ERROR_CLASS = "forewarn.error.class"
 MESSAGE = "forewarn.error.message"
 SOURCE_TOPIC = "forewarn.source.topic"
 SOURCE_PARTITION = "forewarn.source.partition"
@@ -20,11 +22,13 @@ PROCESSOR = "forewarn.processor"
 
 
 def dead_letter_headers(
-    *, reason: str, message: str, topic: str, partition: int, offset: int, processor: str, now_ms: int
+    *, reason: str, message: str, topic: str, partition: int, offset: int, processor: str, now_ms: int,
+    error_class: str,
 ) -> list[tuple[str, bytes]]:
     failed_at = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
     return [
         (REASON, reason.encode()),
+        (ERROR_CLASS, error_class.encode()),
         (MESSAGE, message.encode()),
         (SOURCE_TOPIC, topic.encode()),
         (SOURCE_PARTITION, str(partition).encode()),

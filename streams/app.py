@@ -84,6 +84,8 @@ class Worker:
 
     async def dead_letter(self, event, reason_and_message: str, processor: str) -> None:
         reason, _, message = reason_and_message.partition("|")
+        error_class = {"key-mismatch": "KeyMismatch", "unexpected-schema": "UnexpectedSchema",
+                       "processing-error": "ProcessingError"}.get(reason, "DecodeError")
         msg = event.message
         self.dead_lettered += 1
         log.warning("dead-lettered %s[%s]@%s: %s: %s", msg.topic, msg.partition, msg.offset, reason, message)
@@ -92,7 +94,7 @@ class Worker:
             value=event.value,
             headers=dead_letter_headers(reason=reason, message=message, topic=msg.topic,
                                         partition=msg.partition, offset=msg.offset,
-                                        processor=processor, now_ms=wall_ms()),
+                                        processor=processor, now_ms=wall_ms(), error_class=error_class),
         )
 
     async def processing_failed(self, event, processor: str) -> None:

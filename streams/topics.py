@@ -58,7 +58,7 @@ ORDER_LINES = TopicSpec("forewarn-order-lines", "sku", "forewarn.internal.OrderL
                         doc="open/close of each order line, keyed by SKU")
 ORDER_SHORTAGES = TopicSpec("forewarn-order-shortages", "order_id", "forewarn.internal.LineShortage",
                             "internal", doc="per-SKU shortage of one order, keyed by order")
-DEAD_LETTERS = TopicSpec("forewarn-dead-letters", "", "", "internal", retention_ms=30 * DAY_MS,
+DEAD_LETTERS = TopicSpec("forewarn.dlq", "", "", "internal", retention_ms=30 * DAY_MS,
                          doc="messages that could not be decoded, with headers saying why")
 
 INPUT_TOPICS = (ORDERS, INVENTORY, CATALOG, CUSTOMERS, WEB, SUPPORT, RETURNS, FEEDBACK)

@@ -107,7 +107,7 @@ def test_undecodable_and_miskeyed_messages_go_to_dead_letters_and_valid_ones_sti
         order_ts = parse_timestamp_ms("2026-03-02T09:01:00Z")
         assert order_ts <= status["clock_ms"] < order_ts + 10 * 60 * 1000, status
         assert status["dead_lettered"] == 2
-        dead = read_raw(kafka_bootstrap, f"{fresh_prefix}forewarn-dead-letters", expected=2)
+        dead = read_raw(kafka_bootstrap, f"{fresh_prefix}forewarn.dlq", expected=2)
     by_reason = {dlq.headers_dict(m.headers())[dlq.REASON]: m for m in dead}
     assert set(by_reason) == {"unknown-framing", "key-mismatch"}
     garbage = by_reason["unknown-framing"]
@@ -116,9 +116,11 @@ def test_undecodable_and_miskeyed_messages_go_to_dead_letters_and_valid_ones_sti
     assert headers[dlq.SOURCE_TOPIC] == f"{fresh_prefix}orders"
     assert headers[dlq.SOURCE_OFFSET] == "0"
     assert headers[dlq.PROCESSOR] == "order-shortages"
+    assert headers[dlq.ERROR_CLASS] == "DecodeError"
     assert headers[dlq.MESSAGE]
     mismatch = dlq.headers_dict(by_reason["key-mismatch"].headers())
     assert "NOT-A" in mismatch[dlq.MESSAGE] and mismatch[dlq.SOURCE_TOPIC] == f"{fresh_prefix}inventory"
+    assert mismatch[dlq.ERROR_CLASS] == "KeyMismatch"
 
 
 def test_up_runs_the_stack_commands_beside_it_find_it_and_a_restart_starts_clean(tmp_path):
