@@ -65,15 +65,18 @@ class Worker:
     def decode(self, event, allowed: dict[str, str]) -> tuple[str, dict] | tuple[None, str]:
         """Decode one Faust event; returns (schema, record), or (None, reason) when it cannot be used.
 
-        `allowed` maps each schema the channel may carry to the field its key must equal.
+        `allowed` maps each schema the channel may carry to the field its key must equal
+        (None: the message is not keyed).
         """
         try:
             schema, record = self.codec.decode(event.value)
         except DecodeError as exc:
             return None, f"{exc.reason}|{exc}"
-        key_field = allowed.get(schema)
-        if key_field is None:
+        if schema not in allowed:
             return None, f"unexpected-schema|{schema} is not expected on {event.message.topic}"
+        key_field = allowed[schema]
+        if key_field is None:
+            return schema, record  # progress markers: unkeyed, sent to every partition
         key = event.key.decode(errors="replace") if isinstance(event.key, (bytes, bytearray)) else event.key
         if key != record.get(key_field):
             # State for a key lives in the partition its key hashes to: a message keyed
@@ -118,6 +121,27 @@ def worker_datadir(settings: Settings) -> Path:
 def worker_is_ready(settings: Settings) -> bool:
     """The worker with these settings has joined its group and been given partitions."""
     return (worker_datadir(settings) / "ready").exists()
+
+
+async def send_order_watermarks(worker: Worker, assigned) -> None:
+    """Tell every SKU-stage partition how far each orders partition this worker reads has got.
+
+    The SKU stage applies stock and order lines in event-time order; it needs
+    to know that no order line older than some time is still on its way.
+    """
+    orders = worker.settings.topic(topics.ORDERS.name)
+    lines = worker.out[topics.ORDER_LINES.name]
+    now = wall_ms()
+    for tp in assigned:
+        if tp.topic != orders:
+            continue
+        watermark = worker.clock.watermark_of((tp.topic, tp.partition))
+        if watermark is None:
+            continue
+        value = worker.codec.encode(topics.WATERMARK_SCHEMA, {
+            "source": f"{topics.ORDERS.name}:{tp.partition}", "watermark": watermark, "sent_at": now})
+        for partition in range(worker.settings.partitions):
+            await lines.send(key=None, value=value, partition=partition)
 
 
 def write_status(worker: Worker, path: Path, assigned: int) -> None:
@@ -192,6 +216,7 @@ def build_worker(settings: Settings, bootstrap: str) -> Worker:
             position = await app.consumer.position(tp)
             worker.clock.report_lag((tp.topic, tp.partition),
                                     behind=highwater is None or position is None or position < highwater)
+        await send_order_watermarks(worker, assigned)
         write_status(worker, status_file, len(assigned))
         if assigned and not ready_marker.exists():
             # Processes that supervise this worker (forewarn up, demo, tests) wait for this file.

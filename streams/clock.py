@@ -24,6 +24,10 @@ from dataclasses import dataclass
 from typing import Hashable, Iterable
 
 
+# Event time that is later than any real event: what a caught-up partition holds back.
+CAUGHT_UP = 2**62
+
+
 @dataclass
 class _Partition:
     last_ts: int | None = None
@@ -53,6 +57,36 @@ class WorkerClock:
         wanted = set(partitions)
         self.revoke([tp for tp in self._parts if tp not in wanted])
         self.assign(wanted)
+
+    def read_up_to(self, tp: Hashable) -> int | None:
+        """How far in event time partition `tp` is known to be read.
+
+        A caught-up partition holds nothing back (a time beyond any event); one
+        that is behind, its last event's time; one never heard of, or behind with
+        nothing read yet, None.
+        """
+        part = self._parts.get(tp)
+        if part is None:
+            return None
+        if not part.behind:
+            return CAUGHT_UP
+        return part.last_ts
+
+    def watermark_of(self, tp: Hashable) -> int | None:
+        """No output for an event older than this is still to come from `tp` (for progress markers).
+
+        A caught-up partition holds nothing back (CAUGHT_UP): an event produced
+        to it later is new, and one that is older than what others already
+        applied is late and handled as such. A partition that is behind: just
+        before its last event's time (that event's own output may still be on
+        its way). Unknown: None.
+        """
+        part = self._parts.get(tp)
+        if part is None:
+            return None
+        if not part.behind:
+            return CAUGHT_UP
+        return None if part.last_ts is None else part.last_ts - 1
 
     def behind_count(self) -> int:
         return sum(1 for p in self._parts.values() if p.behind)

@@ -58,6 +58,8 @@ ORDER_LINES = TopicSpec("forewarn-order-lines", "sku", "forewarn.internal.OrderL
                         doc="open/close of each order line, keyed by SKU")
 ORDER_SHORTAGES = TopicSpec("forewarn-order-shortages", "order_id", "forewarn.internal.LineShortage",
                             "internal", doc="per-SKU shortage of one order, keyed by order")
+# Progress markers that share forewarn-order-lines with the order lines (see streams.app).
+WATERMARK_SCHEMA = "forewarn.internal.Watermark"
 DEAD_LETTERS = TopicSpec("forewarn.dlq", "", "", "internal", retention_ms=30 * DAY_MS,
                          doc="messages that could not be decoded, with headers saying why")
 

@@ -1,7 +1,11 @@
 """Agents of the out-of-stock rule: the two co-partitioned stages of streams.detectors.stock.
 
 * ``sku-allocation`` reads ``inventory`` and the internal ``forewarn-order-lines``
-  (both keyed by SKU) and keeps one state per SKU.
+  (both keyed by SKU) and keeps one state per SKU. It holds each stock level
+  and order line until every input has passed its event time, then applies
+  them in event-time order: the progress of the order path comes as watermark
+  markers on ``forewarn-order-lines``, the progress of ``inventory`` from the
+  worker clock.
 * ``order-shortages`` reads ``orders`` and the internal ``forewarn-order-shortages``
   (both keyed by order) and keeps one state per order.
 
@@ -20,10 +24,28 @@ from streams.detectors import stock
 def register(worker: Worker) -> None:
     app, settings = worker.app, worker.settings
     sku_state = worker.table("sku-allocation")
+    # Per partition of the SKU stage: each order source's watermark, and the SKUs holding events.
+    progress = worker.table("sku-progress")
     order_state = worker.table("order-shortages")
 
-    sku_inputs = {topics.INVENTORY.schema: "sku", topics.ORDER_LINES.schema: "sku"}
+    sku_inputs = {topics.INVENTORY.schema: "sku", topics.ORDER_LINES.schema: "sku", topics.WATERMARK_SCHEMA: None}
     order_inputs = {topics.ORDERS.schema: "order_id", topics.ORDER_SHORTAGES.schema: "order_id"}
+    inventory_topic = settings.topic(topics.INVENTORY.name)
+
+    async def release(sku: str, threshold: int | None) -> bool:
+        """Apply the SKU's held events up to `threshold`; True when it holds nothing more."""
+        state = sku_state.get(sku)
+        if state is None:
+            return True
+        outcome = stock.release_due(state, threshold, worker.reference.reference(), detected_at=wall_ms(),
+                                    rollup_orders=settings.stockout_rollup_orders,
+                                    horizon_ms=settings.reorder_horizon_ms)
+        sku_state[sku] = outcome.state
+        for shortage in outcome.shortages:
+            await worker.publish(topics.ORDER_SHORTAGES, shortage)
+        for alert in outcome.alerts:
+            await worker.publish(topics.ALERTS, alert)
+        return not outcome.state.get("pending")
 
     @app.agent(worker.channel(topics.INVENTORY, topics.ORDER_LINES), name="sku-allocation")
     async def allocate_stock(stream):
@@ -33,22 +55,28 @@ def register(worker: Worker) -> None:
                 await worker.dead_letter(event, record, "sku-allocation")
                 continue
             try:
-                worker.observe(event, record["ts"])
-                sku = record["sku"]
-                ref = worker.reference.reference()
-                if schema == topics.INVENTORY.schema:
-                    outcome = stock.apply_stock_level(sku_state.get(sku), record, ref, detected_at=wall_ms(),
-                                                      rollup_orders=settings.stockout_rollup_orders,
-                                                      horizon_ms=settings.reorder_horizon_ms)
+                partition = event.message.partition
+                key = f"p{partition}"
+                here = progress.get(key) or {"watermarks": {}, "holding": []}
+                if schema == topics.WATERMARK_SCHEMA:
+                    source = record["source"]
+                    # Monotonic: a worker that took a partition over may start from older offsets.
+                    here["watermarks"][source] = max(record["watermark"], here["watermarks"].get(source, 0))
                 else:
-                    outcome = stock.apply_order_line(sku_state.get(sku), record, ref, detected_at=wall_ms(),
-                                                     rollup_orders=settings.stockout_rollup_orders,
-                                                      horizon_ms=settings.reorder_horizon_ms)
-                sku_state[sku] = outcome.state
-                for shortage in outcome.shortages:
-                    await worker.publish(topics.ORDER_SHORTAGES, shortage)
-                for alert in outcome.alerts:
-                    await worker.publish(topics.ALERTS, alert)
+                    worker.observe(event, record["ts"])
+                    sku = record["sku"]
+                    kind = "stock" if schema == topics.INVENTORY.schema else "line"
+                    sku_state[sku] = stock.hold(sku_state.get(sku), sku, kind, record)
+                    if sku not in here["holding"]:
+                        here["holding"].append(sku)
+                threshold = stock.release_threshold(
+                    here["watermarks"], settings.partitions, worker.clock.read_up_to((inventory_topic, partition)))
+                # A marker may free every SKU of the partition; an event only its own SKU.
+                candidates = list(here["holding"]) if schema == topics.WATERMARK_SCHEMA else [record["sku"]]
+                for sku in candidates:
+                    if await release(sku, threshold):
+                        here["holding"].remove(sku)
+                progress[key] = here
             except Exception:
                 await worker.processing_failed(event, "sku-allocation")
 
@@ -60,7 +88,6 @@ def register(worker: Worker) -> None:
                 await worker.dead_letter(event, record, "order-shortages")
                 continue
             try:
-                worker.observe(event, record["ts"])
                 order_id = record["order_id"]
                 ref = worker.reference.reference()
                 if schema == topics.ORDERS.schema:
@@ -76,5 +103,7 @@ def register(worker: Worker) -> None:
                     await worker.publish(topics.ORDER_LINES, line)
                 for alert in outcome.alerts:
                     await worker.publish(topics.ALERTS, alert)
+                # After the lines are sent: this partition's watermark may now cover this event.
+                worker.observe(event, record["ts"])
             except Exception:
                 await worker.processing_failed(event, "order-shortages")

@@ -84,6 +84,8 @@ def new_sku_state(sku: str) -> dict:
         "emitted": {},
         "rollup": None,  # the open sku_stockout_impact episode, if any
         "latest_ts": None,
+        # Events held until every input has passed their event time: [ts, kind, record].
+        "pending": [],
     }
 
 
@@ -157,6 +159,60 @@ def allocate_oldest_first(available: int, lines: Mapping[str, dict]) -> dict[str
         if allocated < line["qty"]:
             short[order_id] = line["qty"] - allocated
     return short
+
+
+def hold(state: dict | None, sku: str, kind: str, record: dict) -> dict:
+    """Keep a stock level (kind "stock") or order line (kind "line") until its time is safe to apply.
+
+    Stock levels reach the SKU stage directly, order lines one hop later
+    through the order stage. Applying them as they arrive would let a stock
+    drop read early overtake the orders placed before it. Held events are
+    applied by ``release_due`` in event-time order once every input has
+    passed their time (the release threshold comes from the watermarks).
+    """
+    state = state or new_sku_state(sku)
+    pending = state.setdefault("pending", [])
+    pending.append([record["ts"], kind, record])
+    # Stable: events with equal times keep their arrival order.
+    pending.sort(key=lambda item: item[0])
+    return state
+
+
+def release_due(
+    state: dict,
+    threshold: int | None,
+    ref: Reference,
+    *,
+    detected_at: int,
+    rollup_orders: int,
+    horizon_ms: int = DEFAULT_REORDER_HORIZON_MS,
+) -> Outcome:
+    """Apply, in event-time order, every held event at or before `threshold`."""
+    outcome = Outcome(state)
+    pending = state.get("pending") or []
+    if threshold is None or not pending or pending[0][0] > threshold:
+        return outcome
+    due = [item for item in pending if item[0] <= threshold]
+    state["pending"] = [item for item in pending if item[0] > threshold]
+    for _, kind, record in due:
+        apply = apply_stock_level if kind == "stock" else apply_order_line
+        step = apply(state, record, ref, detected_at=detected_at, rollup_orders=rollup_orders, horizon_ms=horizon_ms)
+        outcome.alerts += step.alerts
+        outcome.shortages += step.shortages
+    return outcome
+
+
+def release_threshold(watermarks: Mapping[str, int], sources: int, inventory_hold: int | None) -> int | None:
+    """The event time up to which held events are safe to apply, or None while unknown.
+
+    `watermarks` holds each order source's progress; until all `sources` have
+    reported, nothing is safe. `inventory_hold` is how far the stock input has
+    been read (None: unknown, hold everything; a caught-up input holds nothing
+    back and is passed as a very large number).
+    """
+    if len(watermarks) < sources or inventory_hold is None:
+        return None
+    return min(min(watermarks.values()), inventory_hold)
 
 
 def _changes(state: dict, since: int) -> list[tuple[int, str, str]]:
@@ -549,6 +605,11 @@ def _order_alert(
     for key in ("email", "preferred_channel", "language"):
         if customer.get(key):
             details[f"customer_{key}"] = customer[key]
+    if status == RESOLVED:
+        # Nothing to offer any more: a resolved alert names what was short, not alternatives.
+        details["lines_json"] = json.dumps([{k: v for k, v in line.items() if k != "alternatives"}
+                                            for line in lines], separators=(",", ":"))
+        lines = []
     for line in lines:
         details[f"short.{line['sku']}"] = (
             f"{line['name']}: {line['short']} of {line['ordered']} units short ({line['available']} in stock)"

@@ -171,6 +171,13 @@ def test_a_timeline_produced_at_once_gives_the_alerts_of_event_time_order(kafka_
         placed(30, "O4", "C1", ("KEN", 2)),
         ev("orders", 40, event_type="shipped", order_id="O4", customer_id="C1", lines=[]),
         ev("inventory", 35, event_type="stock_level", sku="KEN", available=0),  # read after the shipment
+        # Two orders compete for BRA while its stock falls, one is cancelled, then a restock.
+        ev("inventory", 41, event_type="stock_level", sku="BRA", available=5),
+        placed(42, "O11", "C1", ("BRA", 3)),
+        placed(43, "O12", "C2", ("BRA", 3)),
+        ev("inventory", 44, event_type="stock_level", sku="BRA", available=2),
+        ev("orders", 46, event_type="cancelled", order_id="O11", customer_id="C1", lines=[]),
+        ev("inventory", 47, event_type="stock_level", sku="BRA", available=10),
     ]
     assert run_forewarn(["produce", str(write_jsonl(tmp_path / "day.jsonl", timeline))], env).returncode == 0
     expected = {
@@ -178,6 +185,11 @@ def test_a_timeline_produced_at_once_gives_the_alerts_of_event_time_order(kafka_
         "O3": [("open", T0.format(10), {"ETH": (4, 4)}), ("resolved", T0.format(20), None)],
         # KEN dropped to 0 at 09:35 while O4 was still open; it shipped at 09:40.
         "O4": [("open", T0.format(35), {"KEN": (2, 2)}), ("resolved", T0.format(40), None)],
+        # Oldest first: O11 keeps 3 of 5, O12 is 1 short; at 2 in stock O11 is 1 short and O12 3;
+        # O11's cancellation gives O12 the 2; the restock covers it.
+        "O11": [("open", T0.format(44), {"BRA": (1, 3)}), ("resolved", T0.format(46), None)],
+        "O12": [("open", T0.format(43), {"BRA": (1, 3)}), ("updated", T0.format(44), {"BRA": (3, 3)}),
+                ("updated", T0.format(46), {"BRA": (1, 3)}), ("resolved", T0.format(47), None)],
     }
     from schemas.codec import parse_timestamp_ms
     from streams.detectors.alerts import alert_id_for
@@ -194,3 +206,5 @@ def test_a_timeline_produced_at_once_gives_the_alerts_of_event_time_order(kafka_
         alerts = by_order(read_alerts(kafka_bootstrap, fresh_prefix))
     assert alerts["O2"][0]["alert_id"] == alert_id_for("out_of_stock_open_order:O2", "inventory-10-ETH")
     assert alerts["O4"][-1]["details"]["resolution"] == "shipped"
+    assert alerts["O11"][-1]["details"]["resolution"] == "cancelled"
+    assert alerts["O12"][-1]["details"]["resolution"] == "restocked"

@@ -88,3 +88,18 @@ def test_sync_assignment_drops_revoked_and_adds_new_partitions_as_behind():
     assert clock.now(wall_ms=0) is None
     clock.report_lag(B, behind=False)
     assert clock.now(wall_ms=0) == 0  # nothing read on B, nothing behind: wall time
+
+
+def test_read_up_to_and_watermark_of_a_partition():
+    clock = WorkerClock()
+    assert clock.read_up_to(A) is None and clock.watermark_of(A) is None
+    clock.assign([A, B])
+    assert clock.read_up_to(A) is None  # behind, nothing read
+    clock.observe(A, 5_000, behind=True)
+    assert clock.read_up_to(A) == 5_000
+    assert clock.watermark_of(A) == 4_999  # its own output may still be on its way
+    clock.observe(A, 6_000, behind=False)
+    clock.report_lag(B, behind=False)
+    from streams.clock import CAUGHT_UP
+    assert clock.read_up_to(A) == CAUGHT_UP
+    assert clock.watermark_of(A) == CAUGHT_UP

@@ -77,6 +77,7 @@ SAMPLES: dict[str, dict] = {
         "event_id": "ev-2", "ts": T0 + 1, "order_id": "o-1", "sku": "SKU-1", "ordered": 2, "short": 2,
         "available": 0, "reason": "stock_level", "evidence": ["ev-2"],
     },
+    "forewarn.internal.Watermark": {"source": "orders:3", "watermark": T0, "sent_at": T0 + 7},
 }
 
 

@@ -61,6 +61,8 @@ JSON_SAMPLES: dict[str, dict] = {
     "forewarn.internal.LineShortage": {"event_id": "ev-2", "ts": "2026-03-02T09:15:00Z", "order_id": "o-1",
                                        "sku": "SKU-1", "ordered": 2, "short": 0, "available": 5,
                                        "reason": "stock_level", "evidence": []},
+    "forewarn.internal.Watermark": {"source": "orders:0", "watermark": "2026-03-02T09:15:00Z",
+                                    "sent_at": "2026-03-02T09:15:00.250Z"},
 }
 
 

@@ -322,3 +322,70 @@ def test_rollup_for_operations_when_one_sku_touches_many_orders():
     rollups = [a for a in p.alerts if a["rule"] == ROLLUP_RULE]
     assert [r["status"] for r in rollups] == ["open", "updated", "resolved"]
     assert len({r["alert_id"] for r in rollups}) == 1
+
+
+def test_resolved_alerts_name_what_was_short_but_offer_no_alternatives():
+    p = TwoStages(ref=catalog_ref())
+    p.stock("ETH", 0, ts=0)
+    p.order("O1", "placed", ts=100, lines=[("ETH", 2)])
+    (resolved,) = p.order("O1", "cancelled", ts=200)
+    assert resolved["status"] == "resolved"
+    assert not [k for k in resolved["details"] if k.startswith(("alternatives.", "short."))]
+    assert resolved["details"]["short_skus"] == "ETH"
+    assert "alternatives" not in json.loads(resolved["details"]["lines_json"])[0]
+
+
+def test_release_threshold_waits_for_every_source_and_the_stock_input():
+    from streams.detectors.stock import release_threshold
+
+    assert release_threshold({"orders:0": 500}, sources=2, inventory_hold=10**12) is None
+    assert release_threshold({"orders:0": 500, "orders:1": 300}, sources=2, inventory_hold=10**12) == 300
+    assert release_threshold({"orders:0": 500, "orders:1": 300}, sources=2, inventory_hold=200) == 200
+    assert release_threshold({"orders:0": 500, "orders:1": 300}, sources=2, inventory_hold=None) is None
+
+
+def test_held_events_are_applied_in_event_time_order_whatever_order_they_were_read_in():
+    from streams.detectors.stock import hold, release_due
+
+    live = TwoStages()
+    live.stock("A", 5, ts=100, event_id="s1")
+    live.order("O1", "placed", ts=200, lines=[("A", 3)], event_id="o1")
+    live.order("O2", "placed", ts=300, lines=[("A", 3)], event_id="o2")
+    live.stock("A", 2, ts=400, event_id="s2")
+    live.order("O1", "cancelled", ts=600, event_id="c1")
+    live.stock("A", 10, ts=700, event_id="s3")
+
+    # The SKU stage reads every stock level first, then the order lines; held, then released.
+    replay = TwoStages()
+    ref = replay.ref
+    stage_one = {}
+    for order_id, kind, ts, event_id in [("O1", "placed", 200, "o1"), ("O2", "placed", 300, "o2"),
+                                         ("O1", "cancelled", 600, "c1")]:
+        lines = [("A", 3)] if kind == "placed" else ()
+        event = {"event_id": event_id, "ts": ts, "event_type": kind, "order_id": order_id, "customer_id": "C1",
+                 "lines": [{"sku": s, "qty": q, "unit_price_cents": 100} for s, q in lines]}
+        out = apply_order_event(replay.orders.get(order_id), event, ref, detected_at=NOW, max_alternatives=3)
+        replay.orders[order_id] = out.state
+        stage_one[event_id] = out.line_events
+    state = None
+    for ts, available, event_id in [(100, 5, "s1"), (400, 2, "s2"), (700, 10, "s3")]:
+        state = hold(state, "A", "stock", {"event_id": event_id, "ts": ts, "event_type": "stock_level", "sku": "A",
+                                           "available": available})
+    for event_id in ("o1", "o2", "c1"):
+        for line in stage_one[event_id]:
+            state = hold(state, "A", "line", line)
+    out = release_due(state, 10**12, ref, detected_at=NOW, rollup_orders=20)
+    for shortage in out.shortages:
+        order_out = apply_line_shortage(replay.orders.get(shortage["order_id"]), shortage, ref, detected_at=NOW,
+                                        max_alternatives=3)
+        replay.orders[shortage["order_id"]] = order_out.state
+        replay.alerts += order_out.alerts
+    assert out.state["pending"] == []
+
+    def story(p):
+        return [(a["order_id"], a["status"], a["event_ts"], a["alert_id"],
+                 short_lines(a) if a["status"] != "resolved" else None) for a in p.alerts]
+
+    assert sorted(story(live)) == sorted(story(replay))
+    assert [(o, s, t) for o, s, t, _, _ in story(live) if o == "O2"] == [
+        ("O2", "open", 300), ("O2", "updated", 400), ("O2", "updated", 600), ("O2", "resolved", 700)]
