@@ -168,6 +168,39 @@ def read_status(settings: Settings) -> dict | None:
         return None
 
 
+def seek_uncommitted_partitions_to_beginning(stream_topics: set[str]) -> None:
+    """Make a partition with no committed offset start from its beginning when it changes owner.
+
+    aiokafka's seek_to_committed moves a partition only when its committed
+    offset is above 0. A worker that is handed a partition before anyone
+    committed on it has often prefetched its first records during table
+    recovery and dropped them; without a seek its position stays past them and
+    those records are never processed (seen with two workers joining Apache
+    Kafka one after the other). Only the agents' input topics are reset here;
+    changelogs are Faust's own business.
+    """
+    from aiokafka import AIOKafkaConsumer
+
+    original = AIOKafkaConsumer.seek_to_committed
+    if getattr(original, "forewarn_topics", None) is not None:
+        original.forewarn_topics.update(stream_topics)
+        return
+
+    async def seek_to_committed(self, *partitions):
+        committed = await original(self, *partitions)
+        for tp, offset in committed.items():
+            if tp.topic not in seek_to_committed.forewarn_topics:
+                continue
+            if offset is None:
+                await self.seek_to_beginning(tp)
+            elif offset == 0:
+                self.seek(tp, 0)
+        return committed
+
+    seek_to_committed.forewarn_topics = set(stream_topics)
+    AIOKafkaConsumer.seek_to_committed = seek_to_committed
+
+
 def build_worker(settings: Settings, bootstrap: str) -> Worker:
     datadir = worker_datadir(settings)
     # Tables live in memory and recover from their changelogs; anything a previous
@@ -225,4 +258,5 @@ def build_worker(settings: Settings, bootstrap: str) -> Worker:
     from streams.agents import stock
 
     stock.register(worker)
+    seek_uncommitted_partitions_to_beginning(worker.clocked_topics)
     return worker

@@ -1,9 +1,10 @@
 """Fixtures for tests that need a real Kafka-protocol broker.
 
-By default one embedded broker is started for the whole session. Set
-FOREWARN_TEST_KAFKA to a bootstrap address to run the same tests against an
-existing cluster instead; every test gets its own topic and group prefix, so
-runs never see each other's data.
+By default one embedded broker is started for the whole session.
+FOREWARN_TEST_KAFKA=apache starts one Apache Kafka node instead (resolved from
+Maven Central by deploy/kafka/kafka.sh), and a bootstrap address runs the same
+tests against an existing cluster; every test gets its own topic and group
+prefix, so runs never see each other's data.
 """
 
 from __future__ import annotations
@@ -19,6 +20,16 @@ from streams.embedded import EmbeddedBroker
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory):
     configured = os.environ.get("FOREWARN_TEST_KAFKA", "").strip()
+    if configured == "apache":
+        # Apache Kafka itself: one KRaft node resolved from Maven Central (deploy/kafka).
+        from tests.integration.apache_kafka import start_apache_kafka
+
+        cluster = start_apache_kafka(tmp_path_factory.mktemp("apache-kafka"), brokers=1)
+        try:
+            yield cluster.bootstrap
+        finally:
+            cluster.stop()
+        return
     if configured and configured != "embedded":
         yield configured
         return
@@ -33,3 +44,18 @@ def kafka_bootstrap(tmp_path_factory):
 @pytest.fixture
 def fresh_prefix() -> str:
     return f"t-{uuid.uuid4().hex[:8]}-"
+
+
+def pytest_collection_modifyitems(config, items):
+    """With FOREWARN_TEST_KAFKA set, run only the tests that take their broker from it.
+
+    The others (forewarn up, demo, the embedded broker itself) test the embedded
+    default on purpose and already ran in the default run.
+    """
+    configured = os.environ.get("FOREWARN_TEST_KAFKA", "").strip()
+    if not configured or configured == "embedded":
+        return
+    skip = pytest.mark.skip(reason="tests the embedded default; FOREWARN_TEST_KAFKA selects another broker")
+    for item in items:
+        if "tests/integration/" in str(item.fspath) and "kafka_bootstrap" not in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)
