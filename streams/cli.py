@@ -7,7 +7,10 @@ import json
 import logging
 import sys
 
-from streams.settings import Settings, SettingsError, resolve_kafka
+from streams.settings import Settings, SettingsError, settings_beside_up
+
+# How long a command waits for Kafka to answer before saying it cannot reach it.
+REACH_TIMEOUT_S = 10.0
 
 ENVIRONMENT_HELP = """\
 configuration (environment):
@@ -15,8 +18,9 @@ configuration (environment):
                             (`forewarn up` records its address in the data directory)
   FOREWARN_CLICKHOUSE       http(s):// URL of a ClickHouse server; unset: chDB in the data directory
   FOREWARN_SCHEMA_REGISTRY  schema registry URL; unset: Avro single-object encoding
-  FOREWARN_DATA_DIR         data directory (default ./.forewarn)
-  FOREWARN_TOPIC_PREFIX     prefix for every topic and consumer group (default none)
+  FOREWARN_DATA_DIR         data directory (default ./.forewarn); one `up` or `demo` at a time uses it
+  FOREWARN_TOPIC_PREFIX     prefix for every topic and consumer group (default none; beside a running
+                            `forewarn up`, the prefix it recorded)
   FOREWARN_PARTITIONS       partitions of every topic created (default 4)
   FOREWARN_REPLICATION_FACTOR, FOREWARN_ALLOWED_LATENESS_MS, FOREWARN_STOCKOUT_ROLLUP_ORDERS,
   FOREWARN_MAX_ALTERNATIVES, FOREWARN_REORDER_HORIZON_MS, FOREWARN_SESSION_TIMEOUT_MS,
@@ -61,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings: Settings | None = None
     try:
         settings = Settings.from_env()
         return _dispatch(args, settings)
@@ -69,18 +74,91 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - only the failures _failure_message knows are reported
+        message = _failure_message(exc, settings)
+        if message is None:
+            raise
+        print(f"forewarn: {message}", file=sys.stderr)
+        return 2
+
+
+def _failure_message(exc: Exception, settings: Settings | None) -> str | None:
+    """A one-line account of a failure a user can fix, or None for a bug (which keeps its traceback)."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    from schemas.codec import RegistryError
+    from streams.admin import TopicAdminError
+    from streams.embedded import BrokerStartError
+
+    if isinstance(exc, KafkaException):
+        error = exc.args[0] if exc.args else None
+        reason = error.str() if isinstance(error, KafkaError) else str(exc)
+        return f"Kafka: {reason} (check FOREWARN_KAFKA, or that `forewarn up` is running)"
+    if isinstance(exc, TopicAdminError):
+        return f"{exc}\n(check FOREWARN_KAFKA, or that `forewarn up` is running)"
+    if isinstance(exc, BrokerStartError):
+        return (f"could not start the embedded broker: {exc}\n"
+                f"(set FOREWARN_KAFKA to use an existing Kafka instead)")
+    if isinstance(exc, RegistryError):
+        return f"{exc} (check FOREWARN_SCHEMA_REGISTRY, or unset it for Avro single-object encoding)"
+    if isinstance(exc, OSError):
+        message = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+        if settings is not None and exc.filename and _inside(exc.filename, settings.data_dir):
+            message += " (in the data directory; set FOREWARN_DATA_DIR to use another)"
+        return message
+    return None
+
+
+def _inside(filename, directory) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(filename).resolve().is_relative_to(Path(directory).resolve())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def _reachable(bootstrap: str, settings: Settings) -> None:
+    """Fail with a message naming the setting unless Kafka at `bootstrap` answers a metadata request."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    from streams.produce import quiet_client_logger
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": quiet_client_logger()})
+    try:
+        admin.list_topics(timeout=REACH_TIMEOUT_S)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        reason = error.str() if isinstance(error, KafkaError) else str(exc)
+        if settings.kafka:
+            fix = "check that Kafka is running there, or set FOREWARN_KAFKA to the address of one that is"
+        else:
+            fix = (f"the `forewarn up` recorded in {settings.endpoint_file} is not answering; "
+                   f"restart it, or set FOREWARN_KAFKA")
+        raise SettingsError(f"cannot reach Kafka at {bootstrap} within {REACH_TIMEOUT_S:.0f}s ({reason}); {fix}") \
+            from None
+
+
+def _kafka_beside_up(settings: Settings) -> tuple[str, Settings]:
+    bootstrap, settings = settings_beside_up(settings)
+    _reachable(bootstrap, settings)
+    return bootstrap, settings
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "up":
         from streams.runner import run_up
 
+        if settings.kafka:
+            _reachable(settings.kafka, settings)
         return run_up(settings, workers=args.workers)
     if args.command == "worker":
         from streams.runner import run_worker
 
         if not settings.kafka:
             raise SettingsError("`forewarn worker` needs FOREWARN_KAFKA (use `forewarn up` for the embedded broker)")
+        _reachable(settings.kafka, settings)
         return run_worker(settings, settings.kafka, loglevel=args.loglevel)
     if args.command == "topics":
         return _topics(args, settings)
@@ -91,6 +169,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "demo":
         from streams.demo import run_demo
 
+        if settings.kafka:
+            _reachable(settings.kafka, settings)
         return run_demo(settings, duration=args.duration)
     raise AssertionError(args.command)
 
@@ -106,7 +186,7 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     from streams.admin import ensure_topics
 
-    bootstrap = resolve_kafka(settings)
+    bootstrap, settings = _kafka_beside_up(settings)
     created = ensure_topics(settings, bootstrap)
     total = len(topics.ALL_TOPICS)
     print(f"created {len(created)} of {total} topics at {bootstrap} ({total - len(created)} already existed)")
@@ -116,31 +196,53 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _produce(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.produce import produce_lines, read_lines
+    from streams.produce import FLUSH_TIMEOUT_S, produce_lines, read_lines
     from streams import topics
 
     if args.topic is not None and args.topic not in topics.PRODUCIBLE:
         print(f"forewarn produce: --topic {args.topic!r} is not an input topic; expected one of "
               f"{', '.join(sorted(topics.PRODUCIBLE))}", file=sys.stderr)
         return 2
-    bootstrap = resolve_kafka(settings)
-    source = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
     name = "<stdin>" if args.file == "-" else args.file
+    try:
+        source = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
+    except OSError as exc:
+        print(f"forewarn produce: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     with source:
-        report = produce_lines(read_lines(source), settings, bootstrap, topic=args.topic)
-    for error in report.errors:
-        print(f"{name}: {error}", file=sys.stderr)
+        bootstrap, settings = _kafka_beside_up(settings)
+
+        def print_rejection(error) -> None:
+            print(f"{name}: {error}", file=sys.stderr, flush=True)
+
+        try:
+            report = produce_lines(read_lines(source), settings, bootstrap, topic=args.topic,
+                                   on_reject=print_rejection)
+        except OSError as exc:
+            # Reading failed partway (the lines before were still flushed to Kafka).
+            print(f"forewarn produce: reading {name} failed: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     per_topic = ", ".join(f"{t} {n}" for t, n in sorted(report.per_topic.items())) or "nothing"
     print(f"produced {report.sent} records ({per_topic}); rejected {len(report.errors)} lines", file=sys.stderr)
-    return 1 if report.errors else 0
+    if report.not_acknowledged:
+        parts = []
+        if report.refused:
+            parts.append(f"{report.refused} refused (see the lines above)")
+        if report.unacknowledged:
+            parts.append(f"{report.unacknowledged} still unanswered after {FLUSH_TIMEOUT_S:.0f}s, the first from line "
+                         f"{report.first_unacknowledged_line}; they may or may not have been written")
+        print(f"forewarn produce: {report.not_acknowledged} messages were not acknowledged by Kafka at {bootstrap}: "
+              f"{'; '.join(parts)} (check that the broker is running and reachable: FOREWARN_KAFKA, "
+              f"or `forewarn up`)", file=sys.stderr)
+    return 1 if report.errors or report.unacknowledged else 0
 
 
 def _alerts(args: argparse.Namespace, settings: Settings) -> int:
     from schemas.codec import Codec, DecodeError, record_to_json
     from streams import topics
-    from streams.follow import format_alert, read_topic
+    from streams.follow import TopicNotFound, format_alert, read_topic
 
-    bootstrap = resolve_kafka(settings)
+    bootstrap, settings = _kafka_beside_up(settings)
     codec = Codec(registry_url=settings.schema_registry)
     try:
         for item in read_topic(bootstrap, settings.topic(topics.ALERTS.name), codec, follow=args.follow):
@@ -154,6 +256,12 @@ def _alerts(args: argparse.Namespace, settings: Settings) -> int:
                 print(json.dumps(record_to_json(topics.ALERTS.schema, alert), ensure_ascii=False), flush=True)
             else:
                 print(format_alert(alert), flush=True)
+    except TopicNotFound as exc:
+        prefix = f"FOREWARN_TOPIC_PREFIX={settings.topic_prefix!r}" if settings.topic_prefix else "no topic prefix"
+        print(f"forewarn alerts: there is no topic {exc.topic} at {bootstrap} ({prefix}); create the topics "
+              f"with `forewarn topics create` or start `forewarn up`, or set FOREWARN_TOPIC_PREFIX to the "
+              f"prefix the workers use", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         return 0
     return 0

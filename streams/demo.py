@@ -9,8 +9,8 @@ import time
 from schemas.codec import Codec, DecodeError
 from streams import topics
 from streams.follow import format_alert, group_lag, read_topic
-from streams.produce import producer_for
-from streams.runner import Stack
+from streams.produce import message_key, producer_for
+from streams.runner import Stack, StopOnSignal, Stopped
 from streams.settings import Settings
 from streams.simulator import store_timeline
 
@@ -25,56 +25,77 @@ def run_demo(settings: Settings, duration: float = 60.0) -> int:
     timeline = store_timeline(duration)
     print(f"Forewarn demo: a small coffee shop for {duration:.0f}s ({len(timeline)} events), "
           f"with the coffee-bean customer's story among ordinary traffic.")
-    stack = Stack(settings, workers=1, worker_log=settings.data_dir / "logs" / "demo-worker.log",
-                  worker_loglevel="info")
-    with stack:
-        print(f"  Kafka: {stack.bootstrap} ({'embedded broker' if stack.broker else 'FOREWARN_KAFKA'}); "
-              f"worker log: {stack.worker_log}\n")
-        counts: collections.Counter = collections.Counter()
-        last_alert = [time.monotonic()]
+    counts: collections.Counter = collections.Counter()
+    produced = [0]
+    with StopOnSignal() as signals:
+        stack = Stack(settings, workers=1, worker_log=settings.data_dir / "logs" / "demo-worker.log",
+                      worker_loglevel="info")
         stop = threading.Event()
+        printer: threading.Thread | None = None
+        try:
+            stack.start()
+            print(f"  Kafka: {stack.bootstrap} ({'embedded broker' if stack.broker else 'FOREWARN_KAFKA'}); "
+                  f"worker log: {stack.worker_log}\n")
+            last_alert = [time.monotonic()]
 
-        def print_alerts() -> None:
-            for item in read_topic(stack.bootstrap, settings.topic(topics.ALERTS.name), codec, follow=True,
-                                   stop=stop):
-                if isinstance(item, DecodeError):
-                    continue
-                alert = item[1]
-                counts[(alert["rule"], alert["status"])] += 1
-                last_alert[0] = time.monotonic()
-                print(format_alert(alert), flush=True)
+            def print_alerts() -> None:
+                for item in read_topic(stack.bootstrap, settings.topic(topics.ALERTS.name), codec, follow=True,
+                                       stop=stop):
+                    if isinstance(item, DecodeError):
+                        continue
+                    alert = item[1]
+                    counts[(alert["rule"], alert["status"])] += 1
+                    last_alert[0] = time.monotonic()
+                    print(format_alert(alert), flush=True)
 
-        printer = threading.Thread(target=print_alerts, name="alerts", daemon=True)
-        printer.start()
-        started = time.monotonic()
-        while not stack.workers_ready():
-            if stack.failed_child() is not None or time.monotonic() - started > 120:
-                print("the detection worker did not start; see its log")
-                return 1
-            time.sleep(0.5)
-        print(f"  detection worker ready after {time.monotonic() - started:.0f}s; the shop opens.\n", flush=True)
-        produced = _play(timeline, settings, stack.bootstrap, codec, stack)
-        print("\n(traffic done; waiting for the worker to read every event)", flush=True)
-        group = settings.topic("forewarn")
-        watched = [settings.topic(spec.name) for spec in
-                   (topics.ORDERS, topics.INVENTORY, topics.ORDER_LINES, topics.ORDER_SHORTAGES)]
-        deadline = time.monotonic() + DRAIN_LIMIT_S
-        while time.monotonic() < deadline:
-            if stack.failed_child() is not None:
-                print("the detection worker stopped unexpectedly; see its log")
-                break
-            if group_lag(stack.bootstrap, group, watched) == 0 and time.monotonic() - last_alert[0] > QUIET_S:
-                break
-            time.sleep(0.5)
-        else:
-            print(f"the worker had not read every event after {DRAIN_LIMIT_S:.0f}s; the summary may be short")
-        stop.set()
-        printer.join(timeout=5)
-    _summary(counts, produced, settings)
+            printer = threading.Thread(target=print_alerts, name="alerts", daemon=True)
+            printer.start()
+            started = time.monotonic()
+            while not stack.workers_ready():
+                if stack.failed_child() is not None or time.monotonic() - started > 120:
+                    print("the detection worker did not start; see its log")
+                    return 1
+                time.sleep(0.5)
+            print(f"  detection worker ready after {time.monotonic() - started:.0f}s; the shop opens.\n", flush=True)
+            _play(timeline, settings, stack.bootstrap, codec, stack, produced)
+            print("\n(traffic done; waiting for the worker to read every event)", flush=True)
+            group = settings.topic("forewarn")
+            watched = [settings.topic(spec.name) for spec in
+                       (topics.ORDERS, topics.INVENTORY, topics.ORDER_LINES, topics.ORDER_SHORTAGES)]
+            deadline = time.monotonic() + DRAIN_LIMIT_S
+            while time.monotonic() < deadline:
+                if stack.failed_child() is not None:
+                    print("the detection worker stopped unexpectedly; see its log")
+                    break
+                if group_lag(stack.bootstrap, group, watched) == 0 and time.monotonic() - last_alert[0] > QUIET_S:
+                    break
+                time.sleep(0.5)
+            else:
+                print(f"the worker had not read every event after {DRAIN_LIMIT_S:.0f}s; the summary may be short")
+        except Stopped as stopped:
+            print(f"\nforewarn demo: stopping after {produced[0]} events", flush=True)
+            return 128 + stopped.signum
+        finally:
+            signals.ignore_further()
+            stop.set()
+            if printer is not None:
+                printer.join(timeout=5)
+            stack.stop()
+    _summary(counts, produced[0], settings)
     return 0
 
 
-def _play(timeline, settings: Settings, bootstrap: str, codec: Codec, stack: Stack) -> int:
+def _play(timeline, settings: Settings, bootstrap: str, codec: Codec, stack: Stack, produced: list[int]) -> int:
+    """Produce the timeline in real time; count in ``produced[0]`` the events the broker acknowledged.
+
+    Stops early if the worker dies. The count is kept in the caller's list so
+    that it is known even when a signal interrupts the traffic.
+    """
+
+    def delivered(err, _msg) -> None:
+        if err is None:
+            produced[0] += 1
+
     producer = producer_for(bootstrap)
     start = time.monotonic()
     wall_start = int(time.time() * 1000)
@@ -87,10 +108,17 @@ def _play(timeline, settings: Settings, bootstrap: str, codec: Codec, stack: Sta
             break
         spec = topics.BY_NAME[item.topic]
         record = dict(item.record, ts=wall_start + int(item.at * 1000))
-        producer.produce(settings.topic(spec.name), key=record[spec.key_field].encode(),
-                         value=codec.encode(spec.schema, record, topic=settings.topic(spec.name)))
+        value = codec.encode(spec.schema, record, topic=settings.topic(spec.name))
+        while True:
+            try:
+                producer.produce(settings.topic(spec.name), key=message_key(spec, record), value=value,
+                                 on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.1)  # local queue full: wait for acknowledgements
+    # Interrupted by a signal, the demo does not wait for these: it is stopping anyway.
     producer.flush(30)
-    return len(timeline)
+    return produced[0]
 
 
 def _summary(counts: collections.Counter, produced: int, settings: Settings) -> None:

@@ -12,6 +12,15 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from schemas.codec import Codec, DecodeError
 
 
+class TopicNotFound(KafkaException):
+    """The topic to read does not exist (yet) on the broker."""
+
+    def __init__(self, topic: str, bootstrap: str) -> None:
+        super().__init__(f"topic {topic} does not exist at {bootstrap}")
+        self.topic = topic
+        self.bootstrap = bootstrap
+
+
 def read_topic(
     bootstrap: str,
     topic: str,
@@ -35,7 +44,7 @@ def read_topic(
     try:
         meta = consumer.list_topics(topic, timeout=metadata_timeout).topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
-            raise KafkaException(f"topic {topic} does not exist at {bootstrap}")
+            raise TopicNotFound(topic, bootstrap)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
         pending = set(meta.partitions)
         while follow or pending:

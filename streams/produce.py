@@ -2,24 +2,33 @@
 
 Each line is either a record for the topic named with ``--topic``, or, without
 it, ``{"topic": T, "value": {...}}`` so one file can hold a timeline across
-topics, produced in file order. A bad line is reported with its line number
-and the path of the offending field and is not sent; every valid line is still
-sent, and ``produce_lines`` returns only once the broker has acknowledged
-every message sent.
+topics, produced in file order. A bad line (not UTF-8, not JSON, not the
+topic's schema, or refused by the client or the broker) is reported with its
+line number and, where there is one, the path of the offending field, and is
+not sent; every valid line is still sent. ``produce_lines`` always flushes
+before it returns or raises: every message sent is then acknowledged, refused
+(and reported by line), or, if the broker did not answer in time, counted as
+unacknowledged in the report.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 from dataclasses import dataclass, field
-from typing import Iterable, TextIO
+from typing import BinaryIO, Callable, Iterable, Iterator
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
-from schemas.codec import Codec, RecordError, record_from_json
+from schemas.codec import Codec, EncodeError, RecordError, record_from_json
 from streams.brokers import confluent_producer_overrides
 from streams import topics
 from streams.settings import Settings
+
+
+# How long produce waits for the broker to acknowledge what it sent before giving up on it.
+FLUSH_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -35,9 +44,33 @@ class LineError:
 
 @dataclass
 class ProduceReport:
+    # Messages the broker acknowledged.
     sent: int = 0
+    # Lines not written: invalid, refused by the client, or refused by the broker.
     errors: list[LineError] = field(default_factory=list)
     per_topic: dict[str, int] = field(default_factory=dict)
+    # Of the errors, messages the broker refused after they were sent.
+    refused: int = 0
+    # Messages sent but neither acknowledged nor refused when the flush timed out.
+    unacknowledged: int = 0
+    first_unacknowledged_line: int | None = None
+
+    @property
+    def not_acknowledged(self) -> int:
+        return self.refused + self.unacknowledged
+
+
+def quiet_client_logger() -> logging.Logger:
+    """A logger that swallows librdkafka's own log lines (one per failed connection attempt).
+
+    The commands report a broker problem once, in words; the client's retry
+    chatter on stderr would bury that line.
+    """
+    logger = logging.getLogger("forewarn.librdkafka")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False
+    return logger
 
 
 def producer_for(bootstrap: str, **overrides) -> Producer:
@@ -54,6 +87,29 @@ def producer_for(bootstrap: str, **overrides) -> Producer:
     config.update(confluent_producer_overrides(bootstrap))
     config.update(overrides)
     return Producer(config)
+
+
+def message_key(spec: topics.TopicSpec, record: dict) -> bytes | None:
+    """The message key: the record's key field, or no key when that field is optional and null.
+
+    Feedback, for one, is keyed by customer_id, which anonymous feedback lacks;
+    such a message goes to a partition of the producer's choosing.
+    """
+    value = record[spec.key_field]
+    return None if value is None else str(value).encode()
+
+
+def decode_line(raw: bytes | str, line_no: int) -> str | LineError:
+    """One line of input as text; a UTF-8 byte-order mark is allowed at the start of line 1 only."""
+    if isinstance(raw, str):
+        return raw[1:] if line_no == 1 and raw.startswith("\ufeff") else raw
+    try:
+        return raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+    except UnicodeDecodeError as exc:
+        skipped_bom = 3 if line_no == 1 and raw.startswith(b"\xef\xbb\xbf") else 0
+        column = exc.start + skipped_bom + 1
+        return LineError(line_no, "", f"not valid UTF-8 at byte {column} of the line "
+                                      f"(0x{raw[column - 1]:02x}: {exc.reason}); save the file as UTF-8")
 
 
 def parse_line(text: str, line_no: int, topic: str | None) -> tuple[topics.TopicSpec, dict] | LineError:
@@ -89,51 +145,105 @@ def parse_line(text: str, line_no: int, topic: str | None) -> tuple[topics.Topic
 
 
 def produce_lines(
-    lines: Iterable[str],
+    lines: Iterable[bytes | str],
     settings: Settings,
     bootstrap: str,
     topic: str | None = None,
     codec: Codec | None = None,
     producer: Producer | None = None,
+    on_reject: Callable[[LineError], None] | None = None,
+    flush_timeout: float = FLUSH_TIMEOUT_S,
 ) -> ProduceReport:
+    """Validate and produce every line; return once every message sent is acknowledged or refused.
+
+    ``lines`` are raw lines (bytes, decoded here one by one so one bad byte
+    rejects one line) or text. ``on_reject`` is called with each line not
+    written as soon as that is known, including lines the broker refuses
+    later. Whatever happens, the producer is flushed (for at most
+    ``flush_timeout`` seconds) before this returns or raises; messages still
+    unacknowledged then are counted in the report, not raised.
+    """
     if topic is not None and topic not in topics.PRODUCIBLE:
         raise ValueError(f"unknown topic {topic!r}; expected one of {', '.join(sorted(topics.PRODUCIBLE))}")
     codec = codec or Codec(registry_url=settings.schema_registry)
-    producer = producer or producer_for(bootstrap)
+    producer = producer or producer_for(bootstrap, logger=quiet_client_logger())
     report = ProduceReport()
-    failures: list[str] = []
+    pending: set[int] = set()  # line numbers sent and not yet acknowledged or refused
+    stalled = False  # the local queue stayed full: the broker is not taking messages
 
-    def delivered(err, msg) -> None:
-        if err is not None:
-            failures.append(f"{msg.topic()}: {err}")
+    def reject(error: LineError) -> None:
+        report.errors.append(error)
+        if on_reject is not None:
+            on_reject(error)
 
-    for line_no, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        parsed = parse_line(text, line_no, topic)
-        if isinstance(parsed, LineError):
-            report.errors.append(parsed)
-            continue
-        spec, record = parsed
+    def on_delivery(line_no: int, topic_name: str):
+        def delivered(err, _msg) -> None:
+            pending.discard(line_no)
+            if err is None:
+                report.sent += 1
+                report.per_topic[topic_name] = report.per_topic.get(topic_name, 0) + 1
+            else:
+                report.refused += 1
+                reject(LineError(line_no, "", f"not written: Kafka at {bootstrap} refused it ({err.str()})"))
+        return delivered
+
+    def send(line_no: int, spec: topics.TopicSpec, record: dict) -> LineError | None:
+        nonlocal stalled
         full_name = settings.topic(spec.name)
-        value = codec.encode(spec.schema, record, topic=full_name)
+        try:
+            value = codec.encode(spec.schema, record, topic=full_name)
+        except EncodeError as exc:
+            return LineError(line_no, "", f"not sent: {exc}")
+        deadline = time.monotonic() + flush_timeout
         while True:
             try:
-                producer.produce(full_name, key=record[spec.key_field].encode(), value=value, on_delivery=delivered)
-                break
+                producer.produce(full_name, key=message_key(spec, record), value=value,
+                                 on_delivery=on_delivery(line_no, spec.name))
+                stalled = False
+                pending.add(line_no)
+                return None
             except BufferError:
-                producer.poll(0.1)  # local queue full: wait for acknowledgements, never drop
-        producer.poll(0)
-        report.sent += 1
-        report.per_topic[spec.name] = report.per_topic.get(spec.name, 0) + 1
-    remaining = producer.flush(60)
-    if remaining:
-        raise RuntimeError(f"{remaining} messages not acknowledged by {bootstrap} within 60s")
-    if failures:
-        raise RuntimeError(f"{len(failures)} messages were refused by the broker; first: {failures[0]}")
+                # The local queue is full: wait for acknowledgements rather than drop the
+                # line, but not forever, and not again for every line once it has stalled.
+                if stalled or time.monotonic() > deadline:
+                    stalled = True
+                    return LineError(line_no, "", (
+                        f"not sent: the producer's queue stayed full for {flush_timeout:.0f}s; "
+                        f"Kafka at {bootstrap} is not acknowledging messages"))
+                producer.poll(0.1)
+            except KafkaException as exc:
+                return LineError(line_no, "", f"not sent: {_kafka_reason(exc)} "
+                                              f"(the encoded record is {len(value)} bytes)")
+
+    try:
+        for line_no, raw in enumerate(lines, start=1):
+            text = decode_line(raw, line_no)
+            if isinstance(text, LineError):
+                reject(text)
+                continue
+            if not text.strip():
+                continue
+            parsed = parse_line(text, line_no, topic)
+            if isinstance(parsed, LineError):
+                reject(parsed)
+                continue
+            problem = send(line_no, *parsed)
+            if problem is not None:
+                reject(problem)
+            producer.poll(0)
+    finally:
+        report.unacknowledged = producer.flush(flush_timeout)
+        if report.unacknowledged:
+            report.first_unacknowledged_line = min(pending, default=None)
     return report
 
 
-def read_lines(source: TextIO) -> Iterable[str]:
+def _kafka_reason(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args else None
+    return error.str() if isinstance(error, KafkaError) else str(exc)
+
+
+def read_lines(source: BinaryIO) -> Iterator[bytes]:
+    """The lines of a binary stream without their line endings, undecoded (see ``decode_line``)."""
     for line in source:
-        yield line.rstrip("\n")
+        yield line.rstrip(b"\n").rstrip(b"\r")

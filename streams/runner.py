@@ -3,7 +3,8 @@
 A worker runs in the foreground of its own process (Faust owns that process's
 event loop and signal handling). `forewarn up` and `forewarn demo` supervise
 child processes instead: the embedded broker and one or more workers, started
-in order, stopped in reverse order on Ctrl-C or SIGTERM.
+in order, stopped in reverse order on Ctrl-C or SIGTERM. One such stack at a
+time owns a data directory, and its children die with it even if it is killed.
 """
 
 from __future__ import annotations
@@ -73,6 +74,41 @@ def write_endpoints(settings: Settings, bootstrap: str) -> None:
     os.replace(tmp, settings.endpoint_file)
 
 
+def claim_data_dir(settings: Settings) -> int:
+    """Take the data directory for one `forewarn up` or `forewarn demo`; return the lock's descriptor.
+
+    Two stacks on one data directory would overwrite each other's endpoints
+    file and wipe each other's worker scratch directories, so the second is
+    refused. The lock is an flock, so it goes with the process however that
+    ends: a stale endpoints file left by a killed stack does not block a new one.
+    """
+    import fcntl
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.data_dir / "stack.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+        finally:
+            os.close(fd)
+        who = f"process {holder}" if holder.isdigit() else "another process"
+        raise SettingsError(
+            f"the data directory {settings.data_dir} is in use by a running `forewarn up` or "
+            f"`forewarn demo` ({who}); run commands beside it, stop it first, or set "
+            f"FOREWARN_DATA_DIR to another directory"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def release_data_dir(fd: int) -> None:
+    os.close(fd)  # closing the only descriptor releases the flock
+
+
 def remove_endpoints(settings: Settings) -> None:
     try:
         recorded = json.loads(settings.endpoint_file.read_text())
@@ -94,21 +130,31 @@ class Stack:
         self.broker = None
         self.bootstrap: str | None = settings.kafka
         self.children: list[subprocess.Popen] = []
+        self._lock: int | None = None
 
     def start(self) -> str:
+        from streams.app import worker_datadir
         from streams.embedded import EmbeddedBroker
 
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = claim_data_dir(self.settings)
         if self.bootstrap is None:
             self.broker = EmbeddedBroker(self.settings.data_dir / "broker.log").start()
             self.bootstrap = self.broker.bootstrap
         ensure_topics(self.settings, self.bootstrap)
         write_endpoints(self.settings, self.bootstrap)
         for n in range(self.workers):
+            # A marker left by a worker of an earlier run that was killed would make this
+            # one look ready before it has started.
+            (worker_datadir(self._worker_settings(n)) / "ready").unlink(missing_ok=True)
             self.children.append(self._spawn_worker(n))
         return self.bootstrap
 
+    def _worker_settings(self, n: int) -> Settings:
+        return self.settings.with_(worker_id=f"worker-{n}")
+
     def _spawn_worker(self, n: int) -> subprocess.Popen:
+        from streams.embedded import die_with_parent_hook
+
         env = dict(os.environ)
         env.update(
             FOREWARN_KAFKA=self.bootstrap,
@@ -121,13 +167,20 @@ class Stack:
         if self.worker_log is not None:
             self.worker_log.parent.mkdir(parents=True, exist_ok=True)
             output = open(self.worker_log, "ab")
-        return subprocess.Popen([sys.executable, "-m", "streams", "worker", "--loglevel", self.worker_loglevel], env=env,
-                                stdout=output, stderr=subprocess.STDOUT if output else None)
+        try:
+            # A supervisor killed without a chance to stop its children must not leave a
+            # worker behind; the hook needs start() to run on a thread that lives as long.
+            return subprocess.Popen(
+                [sys.executable, "-m", "streams", "worker", "--loglevel", self.worker_loglevel], env=env,
+                stdout=output, stderr=subprocess.STDOUT if output else None, preexec_fn=die_with_parent_hook())
+        finally:
+            if output is not None:
+                output.close()  # the child has its own copy
 
     def workers_ready(self) -> bool:
         from streams.app import worker_is_ready
 
-        return all(worker_is_ready(self.settings.with_(worker_id=f"worker-{n}")) for n in range(self.workers))
+        return all(worker_is_ready(self._worker_settings(n)) for n in range(self.workers))
 
     def failed_child(self) -> subprocess.Popen | None:
         for child in self.children:
@@ -146,9 +199,14 @@ class Stack:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+        self.children.clear()
         remove_endpoints(self.settings)
         if self.broker is not None:
             self.broker.stop()
+            self.broker = None
+        if self._lock is not None:
+            release_data_dir(self._lock)
+            self._lock = None
 
     def __enter__(self) -> "Stack":
         self.start()
@@ -158,35 +216,67 @@ class Stack:
         self.stop()
 
 
-class _Stop(Exception):
-    pass
+class Stopped(Exception):
+    """SIGINT or SIGTERM arrived; the supervisor should stop its stack and exit."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class StopOnSignal:
+    """SIGINT/SIGTERM raise ``Stopped`` once; later ones are ignored until the block ends.
+
+    A second Ctrl-C while the stack stops must not interrupt stopping it (that
+    would leave the broker or a worker running), so the handlers stay
+    installed, ignoring, until the ``with`` block has finished stopping; only
+    then are the previous handlers restored.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self._previous: dict = {}
+        self.stopping = False
+
+    def _on_signal(self, signum, _frame) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        raise Stopped(signum)
+
+    def ignore_further(self) -> None:
+        self.stopping = True
+
+    def __enter__(self) -> "StopOnSignal":
+        self._previous = {sig: signal.signal(sig, self._on_signal) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def run_up(settings: Settings, workers: int = 1) -> int:
     """`forewarn up`: start the stack, say where it listens, wait for Ctrl-C or SIGTERM."""
-
-    def on_signal(signum, _frame):
-        raise _Stop(signum)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    stack = Stack(settings, workers=workers)
-    try:
-        bootstrap = stack.start()
-        where = "embedded broker" if stack.broker is not None else "FOREWARN_KAFKA"
-        print(f"forewarn up: Kafka at {bootstrap} ({where}); {workers} detection worker(s); "
-              f"topic prefix {settings.topic_prefix or '(none)'}", flush=True)
-        print(f"forewarn up: recorded in {settings.endpoint_file}; commands run beside it find it. "
-              f"Ctrl-C stops everything.", flush=True)
-        while True:
-            failed = stack.failed_child()
-            if failed is not None:
-                print(f"forewarn up: a worker exited with status {failed.returncode}; stopping", file=sys.stderr)
-                return 1
-            time.sleep(0.5)
-    except _Stop:
-        print("forewarn up: stopping", flush=True)
-        return 0
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        stack.stop()
+    with StopOnSignal() as signals:
+        stack = Stack(settings, workers=workers)
+        try:
+            bootstrap = stack.start()
+            where = "embedded broker" if stack.broker is not None else "FOREWARN_KAFKA"
+            print(f"forewarn up: Kafka at {bootstrap} ({where}); {workers} detection worker(s); "
+                  f"topic prefix {settings.topic_prefix or '(none)'}", flush=True)
+            print(f"forewarn up: recorded in {settings.endpoint_file}; commands run beside it find it. "
+                  f"Ctrl-C stops everything.", flush=True)
+            while True:
+                failed = stack.failed_child()
+                if failed is not None:
+                    print(f"forewarn up: a worker exited with status {failed.returncode}; stopping", file=sys.stderr)
+                    return 1
+                time.sleep(0.5)
+        except Stopped:
+            print("forewarn up: stopping", flush=True)
+            return 0
+        finally:
+            signals.ignore_further()
+            stack.stop()

@@ -41,6 +41,9 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: Path(".forewarn"))
     # Prefix for every topic and consumer-group name, so environments share a cluster.
     topic_prefix: str = ""
+    # Whether FOREWARN_TOPIC_PREFIX was given at all: a command run beside `forewarn up`
+    # takes up's prefix when it was not, and refuses a different one when it was.
+    topic_prefix_given: bool = False
     partitions: int = 4
     replication_factor: int = 1
     # How long (ms) closed windows are kept for events that arrive behind the clock.
@@ -66,6 +69,7 @@ class Settings:
             schema_registry=env.get("FOREWARN_SCHEMA_REGISTRY") or None,
             data_dir=Path(env.get("FOREWARN_DATA_DIR") or ".forewarn"),
             topic_prefix=env.get("FOREWARN_TOPIC_PREFIX", ""),
+            topic_prefix_given="FOREWARN_TOPIC_PREFIX" in env,
             partitions=_int_env(env, "FOREWARN_PARTITIONS", 4, minimum=1),
             replication_factor=_int_env(env, "FOREWARN_REPLICATION_FACTOR", 1, minimum=1),
             allowed_lateness_ms=_int_env(env, "FOREWARN_ALLOWED_LATENESS_MS", 10 * 60 * 1000),
@@ -93,10 +97,18 @@ class Settings:
         return {f.name: str(getattr(self, f.name)) for f in fields(self)}
 
 
-def resolve_kafka(settings: Settings) -> str:
-    """The bootstrap address to use: FOREWARN_KAFKA, else the broker a running `forewarn up` recorded."""
+def settings_beside_up(settings: Settings) -> tuple[str, Settings]:
+    """The bootstrap address and the settings for a command that talks to Kafka.
+
+    With FOREWARN_KAFKA set, that broker and the settings as they are. Without
+    it, the broker a running `forewarn up` recorded in the data directory, and
+    up's topic prefix unless FOREWARN_TOPIC_PREFIX was given: a command run
+    beside `forewarn up` must read and write the topics up's workers use. A
+    FOREWARN_TOPIC_PREFIX that differs from up's is refused rather than
+    silently producing to topics nothing reads.
+    """
     if settings.kafka:
-        return settings.kafka
+        return settings.kafka, settings
     path = settings.endpoint_file
     try:
         recorded = json.loads(path.read_text())
@@ -107,13 +119,24 @@ def resolve_kafka(settings: Settings) -> str:
         ) from None
     except (OSError, ValueError) as exc:
         raise SettingsError(f"{path}: unreadable ({exc}); remove it or set FOREWARN_KAFKA") from None
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("kafka"), str):
+        raise SettingsError(f"{path}: does not name a broker; remove it or set FOREWARN_KAFKA")
     pid = recorded.get("pid")
     if isinstance(pid, int) and not _process_alive(pid):
         raise SettingsError(
             f"{path} names a broker started by process {pid}, which is no longer running "
             f"(start `forewarn up`, or set FOREWARN_KAFKA)"
         )
-    return recorded["kafka"]
+    recorded_prefix = recorded.get("topic_prefix") or ""
+    if not isinstance(recorded_prefix, str):
+        raise SettingsError(f"{path}: topic_prefix is not a string; remove it or set FOREWARN_KAFKA")
+    if settings.topic_prefix_given and settings.topic_prefix != recorded_prefix:
+        raise SettingsError(
+            f"FOREWARN_TOPIC_PREFIX={settings.topic_prefix!r}, but the running `forewarn up` "
+            f"(process {pid}, recorded in {path}) uses topic prefix {recorded_prefix!r}; "
+            f"unset FOREWARN_TOPIC_PREFIX to use up's topics, or set it to {recorded_prefix!r}"
+        )
+    return recorded["kafka"], settings.with_(topic_prefix=recorded_prefix, topic_prefix_given=True)
 
 
 def _process_alive(pid: int) -> bool:

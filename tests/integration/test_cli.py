@@ -77,6 +77,21 @@ def test_produce_sends_every_valid_line_and_reports_each_bad_one(kafka_bootstrap
     assert len(read_raw(kafka_bootstrap, f"{fresh_prefix}catalog", expected=1)) == 1
 
 
+def test_anonymous_feedback_is_produced_without_a_key_and_reads_back(kafka_bootstrap, fresh_prefix, tmp_path):
+    env = forewarn_env(kafka_bootstrap, fresh_prefix, tmp_path)
+    assert run_forewarn(["topics", "create"], env).returncode == 0
+    anonymous = {"event_id": "f1", "ts": "2026-03-02T09:15:00Z", "event_type": "review", "score": 1,
+                 "text": "never arrived"}
+    lines = [json.dumps(anonymous), json.dumps(dict(anonymous, event_id="f2", customer_id="C1"))]
+    result = run_forewarn(["produce", "--topic", "feedback", "-"], env, stdin="\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr
+    assert "produced 2 records (feedback 2); rejected 0 lines" in result.stderr
+    messages = read_raw(kafka_bootstrap, f"{fresh_prefix}feedback", expected=2)
+    by_id = {Codec().decode(m.value())[1]["event_id"]: m for m in messages}
+    assert by_id["f1"].key() is None and Codec().decode(by_id["f1"].value())[1]["customer_id"] is None
+    assert by_id["f2"].key() == b"C1"
+
+
 def test_undecodable_and_miskeyed_messages_go_to_dead_letters_and_valid_ones_still_alert(
         kafka_bootstrap, fresh_prefix, tmp_path):
     env = forewarn_env(kafka_bootstrap, fresh_prefix, tmp_path)
@@ -124,8 +139,11 @@ def test_undecodable_and_miskeyed_messages_go_to_dead_letters_and_valid_ones_sti
 
 
 def test_up_runs_the_stack_commands_beside_it_find_it_and_a_restart_starts_clean(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FOREWARN_")}
-    env.update(FOREWARN_DATA_DIR=str(tmp_path / "data"), FOREWARN_TOPIC_PREFIX=f"up-{time.time_ns()}-")
+    # `up` has a topic prefix; the commands beside it are not told it and must take the one up recorded.
+    beside = {k: v for k, v in os.environ.items() if not k.startswith("FOREWARN_")}
+    beside.update(FOREWARN_DATA_DIR=str(tmp_path / "data"))
+    prefix = f"up-{time.time_ns()}-"
+    up_env = dict(beside, FOREWARN_TOPIC_PREFIX=prefix)
     endpoints = tmp_path / "data" / "endpoints.json"
     timeline = [
         {"topic": "inventory", "value": {"event_id": "s1", "ts": "2026-03-02T09:00:00Z", "event_type": "stock_level",
@@ -136,20 +154,30 @@ def test_up_runs_the_stack_commands_beside_it_find_it_and_a_restart_starts_clean
     ]
     path = write_jsonl(tmp_path / "t.jsonl", timeline)
     for run in (1, 2):
-        up = subprocess.Popen([sys.executable, "-m", "streams", "up"], env=env, stdout=subprocess.PIPE,
+        up = subprocess.Popen([sys.executable, "-m", "streams", "up"], env=up_env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
         try:
             wait_for(lambda: up.poll() is not None or endpoints.exists(), timeout=60, what="forewarn up to start")
             assert up.poll() is None, up.stdout.read()
-            bootstrap = json.loads(endpoints.read_text())["kafka"]
+            recorded = json.loads(endpoints.read_text())
+            bootstrap = recorded["kafka"]
+            assert recorded["topic_prefix"] == prefix
             if run == 2:
                 # The embedded broker keeps topics in memory: a restart starts from nothing.
-                assert run_forewarn(["alerts", "--json"], env).stdout == ""
-            produced = run_forewarn(["produce", str(path)], env)
+                empty = run_forewarn(["alerts", "--json"], beside)
+                assert (empty.returncode, empty.stdout, empty.stderr) == (0, "", "")
+            else:
+                # A prefix other than up's would produce to topics no worker reads: refused.
+                other = run_forewarn(["produce", str(path)], dict(beside, FOREWARN_TOPIC_PREFIX="other-"))
+                assert other.returncode == 2
+                assert other.stderr.startswith("forewarn: FOREWARN_TOPIC_PREFIX='other-', but the running "
+                                               "`forewarn up`") and repr(prefix) in other.stderr
+            produced = run_forewarn(["produce", str(path)], beside)
             assert produced.returncode == 0, produced.stderr
 
             def alert_lines():
-                out = run_forewarn(["alerts", "--json", "--rule", "out_of_stock_open_order"], env)
+                out = run_forewarn(["alerts", "--json", "--rule", "out_of_stock_open_order"], beside)
+                assert out.returncode == 0, out.stderr
                 return [json.loads(line) for line in out.stdout.splitlines()]
 
             (alert,) = wait_for(alert_lines, timeout=120, what=f"the alert in run {run}")
@@ -157,6 +185,8 @@ def test_up_runs_the_stack_commands_beside_it_find_it_and_a_restart_starts_clean
             assert alert["event_ts"] == "2026-03-02T09:01:00Z"
             assert alert["detected_at"].endswith("Z")
             assert json.loads(alert["details"]["lines_json"])[0]["short"] == 2
+            # The alert came from up's prefixed topics, which the commands found without being told.
+            assert [a["order_id"] for a in read_alerts(bootstrap, prefix)] == ["O1"]
         finally:
             up.send_signal(signal.SIGTERM)
             out, _ = up.communicate(timeout=60)
@@ -174,9 +204,16 @@ def test_demo_prints_out_of_stock_alerts_with_short_lines_and_alternatives(tmp_p
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "OPEN     warning  cs      out_of_stock_open_order  Order O-ARJUN-1: 1 item out of stock (2 units)" in out
-    assert "Ethiopia Yirgacheffe 1kg (sale) (ETH-SALE-1KG) short 2 of 2; offer Kenya AA 1kg" not in out or True
-    assert "alternatives for ETH-SALE-1KG: " in out
+    head = "OPEN     warning  cs      out_of_stock_open_order  Order O-ARJUN-1: 1 item out of stock (2 units)"
+    assert head in out
+    # The alert's block: its head line, the summary, then the alternatives per short SKU.
+    lines = out.splitlines()
+    at = next(n for n, line in enumerate(lines) if line.endswith(head))
+    summary, alternatives = lines[at + 1], lines[at + 2]
+    # Colombia Supremo (21.00) is the in-stock bean closest in price to the 19.90 sale beans.
+    assert "Ethiopia Yirgacheffe 1kg (sale) (ETH-SALE-1KG) short 2 of 2; offer Colombia Supremo 1kg " \
+           "(COL-SUP-1KG, 21.00)" in summary
+    assert alternatives.startswith("    alternatives for ETH-SALE-1KG: Colombia Supremo 1kg (COL-SUP-1KG, 21.00, ")
     assert "sku_stockout_impact" in out
     assert "RESOLVED" in out
     summary = out[out.index("Summary:"):]
