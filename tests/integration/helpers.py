@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from schemas.codec import Codec
+from streams.embedded import die_with_parent_hook
 from streams import topics
 from streams.follow import read_topic
 from schemas.codec import DecodeError
@@ -62,8 +63,9 @@ class Workers:
     def _spawn(self, n: int) -> subprocess.Popen:
         env = dict(self.env, FOREWARN_WORKER_ID=f"w{n}")
         log = open(self.log_dir / f"worker-{n}.log", "ab")
+        # Workers die with the test process, even when it crashes.
         return subprocess.Popen([sys.executable, "-m", "streams", "worker", "--loglevel", "info"],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
+                                env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent_hook())
 
     def restart(self, n: int) -> None:
         """Start worker `n` again after it was killed; its tables come back from the changelogs."""

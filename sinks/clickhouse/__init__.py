@@ -1,0 +1,1 @@
+"""ClickHouse, where everything lands for analysts: the store every writer and reader opens."""
