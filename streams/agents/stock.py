@@ -32,15 +32,20 @@ def register(worker: Worker) -> None:
     order_inputs = {topics.ORDERS.schema: "order_id", topics.ORDER_SHORTAGES.schema: "order_id"}
     inventory_topic = settings.topic(topics.INVENTORY.name)
 
-    async def release(sku: str, threshold: int | None) -> bool:
-        """Apply the SKU's held events up to `threshold`; True when it holds nothing more."""
-        state = sku_state.get(sku)
+    async def release(sku: str, state: dict | None, threshold: int | None, dirty: bool) -> bool:
+        """Apply the SKU's held events up to `threshold`; True when it holds nothing more.
+
+        The state is stored only if it changed (`dirty`: an event was just held)
+        or something was released: every table write is a changelog message.
+        """
         if state is None:
             return True
+        held_before = len(state.get("pending") or ())
         outcome = stock.release_due(state, threshold, worker.reference.reference(), detected_at=wall_ms(),
                                     rollup_orders=settings.stockout_rollup_orders,
                                     horizon_ms=settings.reorder_horizon_ms)
-        sku_state[sku] = outcome.state
+        if dirty or len(outcome.state.get("pending") or ()) != held_before:
+            sku_state[sku] = outcome.state
         for shortage in outcome.shortages:
             await worker.publish(topics.ORDER_SHORTAGES, shortage)
         for alert in outcome.alerts:
@@ -58,25 +63,31 @@ def register(worker: Worker) -> None:
                 partition = event.message.partition
                 key = f"p{partition}"
                 here = progress.get(key) or {"watermarks": {}, "holding": []}
+                changed = False
                 if schema == topics.WATERMARK_SCHEMA:
                     source = record["source"]
                     # Monotonic: a worker that took a partition over may start from older offsets.
-                    here["watermarks"][source] = max(record["watermark"], here["watermarks"].get(source, 0))
+                    if record["watermark"] > here["watermarks"].get(source, -1):
+                        here["watermarks"][source] = record["watermark"]
+                        changed = True
+                    held = {sku: sku_state.get(sku) for sku in here["holding"]}
                 else:
                     worker.observe(event, record["ts"])
                     sku = record["sku"]
                     kind = "stock" if schema == topics.INVENTORY.schema else "line"
-                    sku_state[sku] = stock.hold(sku_state.get(sku), sku, kind, record)
-                    if sku not in here["holding"]:
-                        here["holding"].append(sku)
+                    held = {sku: stock.hold(sku_state.get(sku), sku, kind, record)}
                 threshold = stock.release_threshold(
                     here["watermarks"], settings.partitions, worker.clock.read_up_to((inventory_topic, partition)))
-                # A marker may free every SKU of the partition; an event only its own SKU.
-                candidates = list(here["holding"]) if schema == topics.WATERMARK_SCHEMA else [record["sku"]]
-                for sku in candidates:
-                    if await release(sku, threshold):
+                for sku, state in held.items():
+                    done = await release(sku, state, threshold, dirty=schema != topics.WATERMARK_SCHEMA)
+                    if done and sku in here["holding"]:
                         here["holding"].remove(sku)
-                progress[key] = here
+                        changed = True
+                    elif not done and sku not in here["holding"]:
+                        here["holding"].append(sku)
+                        changed = True
+                if changed:
+                    progress[key] = here
             except Exception:
                 await worker.processing_failed(event, "sku-allocation")
 

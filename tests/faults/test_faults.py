@@ -35,7 +35,7 @@ from streams.produce import producer_for
 from tests.faults.workload import build
 from tests.integration.helpers import Workers, forewarn_env, run_forewarn, wait_for
 
-RATE = float(os.environ.get("FOREWARN_FAULT_RATE", "400"))  # workload events per second
+RATE = float(os.environ.get("FOREWARN_FAULT_RATE", "250"))  # workload events per second
 CANARY_EVERY_S = 0.25
 CANARY_SKU = "F-CANARY"
 
