@@ -1,10 +1,8 @@
 """Fault tests: a three-broker Apache Kafka cluster, brokers and workers killed mid-stream.
 
 They need a JDK and Maven Central (Apache Kafka is resolved with Maven on first
-use) and take minutes, so they run only when FOREWARN_TEST_FAULTS=1; `.ci/run`
-sets it. FOREWARN_TEST_FAULT_KAFKA may name an existing three-broker cluster's
-bootstrap address instead, but then the broker-kill test is skipped (it must own
-the brokers it kills).
+use) and take many minutes, so they run only when FOREWARN_TEST_FAULTS=1; they
+are run by hand and not yet part of `.ci/run`.
 """
 
 from __future__ import annotations
