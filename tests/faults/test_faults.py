@@ -209,11 +209,13 @@ def check_outcome(workload, producer, alerts, fault, fault_started, fault_ended,
     return report
 
 
+@pytest.mark.timeout(1500)
 def test_broker_killed_and_restarted_mid_stream(cluster, tmp_path):
     report = run_with_fault(cluster, tmp_path, "broker")
     assert report["expected_alerts"] > 700
 
 
+@pytest.mark.timeout(1500)
 def test_worker_killed_and_restarted_mid_stream(cluster, tmp_path):
     report = run_with_fault(cluster, tmp_path, "worker")
     assert report["expected_alerts"] > 700
