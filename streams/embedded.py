@@ -66,8 +66,8 @@ def _free_loopback_port() -> int:
         return sock.getsockname()[1]
 
 
-def die_with_parent_hook():
-    """A preexec_fn that makes the child receive SIGKILL when the parent dies (Linux only).
+def die_with_parent_hook(sig: int = signal.SIGKILL):
+    """A preexec_fn that makes the child receive `sig` (SIGKILL) when the parent dies (Linux only).
 
     libc is loaded here, in the parent, because loading a library between fork
     and exec is not safe. PR_SET_PDEATHSIG fires when the *thread* that forked
@@ -85,7 +85,7 @@ def die_with_parent_hook():
     parent_pid = os.getpid()
 
     def hook() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
         # The parent may have died before prctl ran; then no signal will come.
         if os.getppid() != parent_pid:
             os._exit(1)

@@ -20,8 +20,6 @@ deploy/kafka/README.md), which takes longer than a start from the cache.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import selectors
 import signal
@@ -31,11 +29,12 @@ import time
 import uuid
 from pathlib import Path
 
+from streams.embedded import die_with_parent_hook
+
 __all__ = ["ApacheKafka", "ApacheKafkaError", "KAFKA_SH", "start_apache_kafka"]
 
 KAFKA_SH = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "kafka.sh"
 
-_PR_SET_PDEATHSIG = 1
 
 
 class ApacheKafkaError(RuntimeError):
@@ -48,30 +47,6 @@ def _tail(path: Path, lines: int = 30) -> str:
     except OSError:
         return "    (no output)"
     return "\n".join("    " + line for line in text.splitlines()[-lines:]) or "    (no output)"
-
-
-def _term_with_parent_hook():
-    """A preexec_fn: the script gets SIGTERM when this process dies (Linux only).
-
-    SIGTERM rather than SIGKILL, so the script's trap still stops the brokers
-    when a test run is killed. libc is loaded here, in the parent: loading a
-    library between fork and exec is not safe.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
-        return None
-    prctl = libc.prctl
-    parent_pid = os.getpid()
-
-    def hook() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent_pid:
-            os._exit(1)
-
-    return hook
 
 
 def _running(pid: int) -> bool:
@@ -210,9 +185,10 @@ def start_apache_kafka(tmpdir: str | os.PathLike[str], brokers: int = 1, *, time
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=_script_env(),
+            # SIGTERM if this process dies, so the script's trap still stops the brokers.
             # Its own process group: a Ctrl-C at the terminal reaches pytest, whose
             # fixture teardown then stops the cluster in order.
-            start_new_session=True, preexec_fn=_term_with_parent_hook(), close_fds=True,
+            start_new_session=True, preexec_fn=die_with_parent_hook(signal.SIGTERM), close_fds=True,
         )
     try:
         bootstrap = _read_bootstrap(proc, timeout, log_path)

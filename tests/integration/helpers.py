@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
 from schemas.codec import Codec
 from streams.embedded import die_with_parent_hook
 from streams import topics
@@ -108,3 +110,19 @@ def read_alerts(bootstrap: str, prefix: str) -> list[dict]:
     codec = Codec()
     return [item[1] for item in read_topic(bootstrap, f"{prefix}{topics.ALERTS.name}", codec)
             if not isinstance(item, DecodeError)]
+
+
+def read_raw(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list:
+    """Every message of `topic` (key, value, headers) from the beginning, once `expected` of them are there."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{time.time_ns()}",
+                         "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        messages: list = []
+        deadline = time.monotonic() + timeout
+        while len(messages) < expected and time.monotonic() < deadline:
+            messages += [m for m in consumer.consume(100, timeout=0.5) if m.error() is None]
+        return messages
+    finally:
+        consumer.close()

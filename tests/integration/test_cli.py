@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from schemas.codec import Codec, parse_timestamp_ms
 from streams.app import read_status
@@ -18,6 +18,7 @@ from streams.settings import Settings
 from sinks import dlq
 from streams.produce import producer_for
 from tests.integration.helpers import (
+    read_raw,
     Workers,
     forewarn_env,
     read_alerts,
@@ -27,22 +28,6 @@ from tests.integration.helpers import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-def read_raw(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list:
-    """Every message of `topic` (key, value, headers), once `expected` of them are there."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{time.time_ns()}",
-                         "enable.auto.commit": False})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        messages: list = []
-        deadline = time.monotonic() + timeout
-        while len(messages) < expected and time.monotonic() < deadline:
-            messages += [m for m in consumer.consume(100, timeout=0.5) if m.error() is None]
-        return messages
-    finally:
-        consumer.close()
 
 
 def test_produce_sends_every_valid_line_and_reports_each_bad_one(kafka_bootstrap, fresh_prefix, tmp_path):

@@ -22,7 +22,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from schemas.codec import SCHEMA_DIR, Codec, DecodeError, SchemaEntry, SchemaStore, record_from_json
-from tests.integration.helpers import forewarn_env, run_forewarn, write_jsonl
+from tests.integration.helpers import forewarn_env, read_raw, run_forewarn, write_jsonl
 from tests.integration.registry import (
     RegistryNotInstallable,
     RegistryUnavailable,
@@ -219,23 +219,6 @@ def test_our_codec_reads_confluent_avro_serializer_messages(schema_registry_url,
 # ---------------------------------------------------------------- the CLI on a real broker
 
 
-def read_raw_values(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list:
-    """Every message of `topic` from the beginning, once `expected` of them have arrived."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        messages: list = []
-        deadline = time.monotonic() + timeout
-        while len(messages) < expected and time.monotonic() < deadline:
-            messages += [m for m in consumer.consume(100, timeout=0.5) if m.error() is None]
-        assert len(messages) == expected, f"{topic}: {len(messages)} of {expected} messages after {timeout:.0f}s"
-        return messages
-    finally:
-        consumer.close()
-
-
 def test_forewarn_produce_with_a_registry_writes_confluent_framed_records(
         schema_registry_url, registry, kafka_bootstrap, fresh_prefix, tmp_path):
     env = forewarn_env(kafka_bootstrap, fresh_prefix, tmp_path, FOREWARN_SCHEMA_REGISTRY=schema_registry_url)
@@ -251,7 +234,8 @@ def test_forewarn_produce_with_a_registry_writes_confluent_framed_records(
     assert produced.returncode == 0, produced.stderr
 
     topic = f"{fresh_prefix}inventory"
-    messages = read_raw_values(kafka_bootstrap, topic, expected=len(levels))
+    messages = read_raw(kafka_bootstrap, topic, expected=len(levels))
+    assert len(messages) == len(levels), f"{topic}: {len(messages)} of {len(levels)} messages"
     schema_id = registry.get_latest_version(f"{topic}-value").schema_id
     assert [schema_id_of(m.value()) for m in messages] == [schema_id] * len(levels)
 
