@@ -325,6 +325,7 @@ class Codec:
         self._uses_registry = registry_url is not None or registry_client is not None
         self._write_plans: dict[tuple[str, str | None], tuple[bytes, dict]] = {}
         self._read_plans: dict[bytes, _ReadPlan] = {}
+        self._writers: dict[bytes, SchemaEntry] = {}
         self._store_version = self.store.version
 
     # -- encode
@@ -369,6 +370,24 @@ class Codec:
         ``expected``: a record full name; a message of any other record raises
         DecodeError("unexpected-schema").
         """
+        header_len, plan = self._plan_for(data, expected)
+        body = io.BytesIO(data)
+        body.seek(header_len)
+        try:
+            record = schemaless_reader(body, plan.writer, plan.reader)
+        except SchemaResolutionError as exc:
+            raise DecodeError(
+                "incompatible-schema", f"{plan.name}: the writer's schema cannot be read as the current one: {exc}"
+            ) from exc
+        except Exception as exc:  # noqa: BLE001 - any failure inside the body means a bad body
+            raise DecodeError("body", f"{plan.name} body does not decode: {type(exc).__name__}: {exc}") from exc
+        left = len(data) - body.tell()
+        if left:
+            raise DecodeError("body", f"{plan.name} body has {left} bytes left over after the record")
+        return plan.name, record
+
+    def _frame(self, data: bytes) -> tuple[bytes, int]:
+        """The framing header of ``data`` and its length; DecodeError if the framing is not ours."""
         if self._store_version != self.store.version:
             self._forget_plans()
         if not data:
@@ -390,26 +409,41 @@ class Codec:
             )
         if len(data) < header_len:
             raise DecodeError("header", f"message is {len(data)} bytes, shorter than its {header_len}-byte header")
-        header = bytes(data[:header_len])
+        return bytes(data[:header_len]), header_len
+
+    def _plan_for(self, data: bytes, expected: str | None) -> tuple[int, _ReadPlan]:
+        header, header_len = self._frame(data)
         plan = self._read_plans.get(header)
         if plan is None:
             plan = self._read_plans[header] = self._read_plan(header)
         if expected is not None and plan.name != expected:
             raise DecodeError("unexpected-schema", f"expected a {expected} message, got {plan.name}")
-        body = io.BytesIO(data)
-        body.seek(header_len)
-        try:
-            record = schemaless_reader(body, plan.writer, plan.reader)
-        except SchemaResolutionError as exc:
-            raise DecodeError(
-                "incompatible-schema", f"{plan.name}: the writer's schema cannot be read as the current one: {exc}"
-            ) from exc
-        except Exception as exc:  # noqa: BLE001 - any failure inside the body means a bad body
-            raise DecodeError("body", f"{plan.name} body does not decode: {type(exc).__name__}: {exc}") from exc
-        left = len(data) - body.tell()
-        if left:
-            raise DecodeError("body", f"{plan.name} body has {left} bytes left over after the record")
-        return plan.name, record
+        return header_len, plan
+
+    def writer_schema(self, data: bytes, expected: str | None = None) -> tuple[bytes, SchemaEntry]:
+        """The framing header of a message and the schema it was written with, without decoding the body.
+
+        For readers that hand the Avro body to another decoder (the ClickHouse
+        sink lets ClickHouse parse it): same checks and errors as ``decode`` up
+        to the body.
+        """
+        header, _ = self._frame(data)
+        entry = self._writers.get(header)
+        if entry is None:
+            if header[:1] == CONFLUENT_MAGIC:
+                entry = self._fetch_registry_schema(struct.unpack(">I", header[1:5])[0])
+            else:
+                entry = self.store.by_fingerprint(header[2:])
+                if entry is None:
+                    raise DecodeError(
+                        "unknown-fingerprint",
+                        f"no known schema has fingerprint {header[2:].hex()}; "
+                        "the writer used a schema version this reader was not given",
+                    )
+            self._writers[header] = entry
+        if expected is not None and entry.name != expected:
+            raise DecodeError("unexpected-schema", f"expected a {expected} message, got {entry.name}")
+        return header, entry
 
     def _read_plan(self, header: bytes) -> _ReadPlan:
         if header[:1] == CONFLUENT_MAGIC:
@@ -430,6 +464,7 @@ class Codec:
     def _forget_plans(self) -> None:
         self._write_plans.clear()
         self._read_plans.clear()
+        self._writers.clear()
         self._store_version = self.store.version
 
     # -- registry

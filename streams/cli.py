@@ -57,6 +57,18 @@ def _parser() -> argparse.ArgumentParser:
     alerts.add_argument("--json", action="store_true", help="one alert record per line as JSON")
     alerts.add_argument("--rule", help="only alerts of this rule")
 
+    sink = commands.add_parser("sink", help="write every topic into ClickHouse (chDB unless FOREWARN_CLICKHOUSE)")
+    sink.add_argument("--migrate", action="store_true", help="only create or update the tables and views, then exit")
+    sink.add_argument("--batch-rows", type=int, default=50_000, help="flush after this many messages (default 50000)")
+    sink.add_argument("--batch-seconds", type=float, default=1.0,
+                      help="flush when the oldest buffered message has waited this long (default 1)")
+
+    sql = commands.add_parser("sql", help="run a SQL query against the ClickHouse store and print the result")
+    sql.add_argument("query", metavar="QUERY", help="the SQL query; - reads it from standard input")
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                     help="table (default), csv, or json (one object per row)")
+    sql.add_argument("--write", action="store_true", help="allow statements that change the store")
+
     demo = commands.add_parser("demo", help="the embedded stack with a simulated coffee shop and its story")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of simulated traffic (default 60)")
     return parser
@@ -87,6 +99,7 @@ def _failure_message(exc: Exception, settings: Settings | None) -> str | None:
     from confluent_kafka import KafkaError, KafkaException
 
     from schemas.codec import RegistryError
+    from sinks.clickhouse.migrate import MigrationError
     from streams.admin import TopicAdminError
     from streams.embedded import BrokerStartError
 
@@ -99,6 +112,8 @@ def _failure_message(exc: Exception, settings: Settings | None) -> str | None:
     if isinstance(exc, BrokerStartError):
         return (f"could not start the embedded broker: {exc}\n"
                 f"(set FOREWARN_KAFKA to use an existing Kafka instead)")
+    if isinstance(exc, MigrationError):
+        return f"the ClickHouse store's schema: {exc}"
     if isinstance(exc, RegistryError):
         return f"{exc} (check FOREWARN_SCHEMA_REGISTRY, or unset it for Avro single-object encoding)"
     if isinstance(exc, OSError):
@@ -166,6 +181,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _produce(args, settings)
     if args.command == "alerts":
         return _alerts(args, settings)
+    if args.command == "sink":
+        return _sink(args, settings)
+    if args.command == "sql":
+        return _sql(args, settings)
     if args.command == "demo":
         from streams.demo import run_demo
 
@@ -264,4 +283,45 @@ def _alerts(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    return 0
+
+
+def _sink(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.clickhouse.migrate import MigrationError, apply_migrations
+    from sinks.clickhouse.sink import SinkLimits, serve
+    from sinks.clickhouse.store import open_store
+
+    if args.batch_rows < 1 or args.batch_seconds <= 0:
+        raise SettingsError("--batch-rows must be at least 1 and --batch-seconds above 0")
+    if args.migrate:
+        try:
+            applied = apply_migrations(open_store(settings))
+        except MigrationError as exc:
+            print(f"forewarn sink --migrate: {exc}", file=sys.stderr)
+            return 2
+        print(f"forewarn sink --migrate: applied {len(applied)} DDL file(s)"
+              + (f": {', '.join(applied)}" if applied else "; the store was up to date"))
+        return 0
+    bootstrap, settings = _kafka_beside_up(settings)
+    return serve(settings, bootstrap, SinkLimits(max_rows=args.batch_rows, max_wait_s=args.batch_seconds))
+
+
+def _sql(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.clickhouse.query import FORMATS, QueryError, run_query
+
+    query = sys.stdin.read() if args.query == "-" else args.query
+    if not query.strip():
+        print("forewarn sql: the query is empty", file=sys.stderr)
+        return 2
+    try:
+        result = run_query(settings, query, write=args.write)
+    except QueryError as exc:
+        print(f"forewarn sql: {exc}", file=sys.stderr)
+        return 1
+    text = FORMATS[args.format](result)
+    try:
+        if text:
+            print(text, flush=True)
+    except BrokenPipeError:
+        pass
     return 0

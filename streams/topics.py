@@ -50,6 +50,11 @@ FEEDBACK = TopicSpec("feedback", "customer_id", "forewarn.FeedbackEvent", "input
 
 ALERTS = TopicSpec("alerts", "dedup_key", "forewarn.Alert", "output", retention_ms=30 * DAY_MS,
                    doc="alert lifecycle messages: open, updated, resolved")
+OUTREACH_TASKS = TopicSpec("outreach-tasks", "task_id", "forewarn.OutreachTask", "output",
+                           retention_ms=30 * DAY_MS, doc="outreach task versions for customer-success reps")
+# Reps' actions on tasks; an input like the business events, but written by Forewarn's own users.
+TASK_UPDATES = TopicSpec("task-updates", "task_id", "forewarn.TaskUpdate", "input",
+                         retention_ms=30 * DAY_MS, doc="rep actions on outreach tasks: claim, done, release")
 
 # Internal topics: the worker repartitions order lines by SKU so that stock and
 # demand for one SKU meet on one partition, then sends each order's per-SKU
@@ -63,8 +68,8 @@ WATERMARK_SCHEMA = "forewarn.internal.Watermark"
 DEAD_LETTERS = TopicSpec("forewarn.dlq", "", "", "internal", retention_ms=30 * DAY_MS,
                          doc="messages that could not be decoded, with headers saying why")
 
-INPUT_TOPICS = (ORDERS, INVENTORY, CATALOG, CUSTOMERS, WEB, SUPPORT, RETURNS, FEEDBACK)
-OUTPUT_TOPICS = (ALERTS,)
+INPUT_TOPICS = (ORDERS, INVENTORY, CATALOG, CUSTOMERS, WEB, SUPPORT, RETURNS, FEEDBACK, TASK_UPDATES)
+OUTPUT_TOPICS = (ALERTS, OUTREACH_TASKS)
 INTERNAL_TOPICS = (ORDER_LINES, ORDER_SHORTAGES, DEAD_LETTERS)
 ALL_TOPICS = INPUT_TOPICS + OUTPUT_TOPICS + INTERNAL_TOPICS
 

@@ -69,6 +69,15 @@ SAMPLES: dict[str, dict] = {
         "page": None, "category": None, "details": {"short": "2", "available": "0"},
         "evidence": ["ev-1", "ev-2"], "event_ts": T0, "detected_at": T0 + 5,
     },
+    "forewarn.OutreachTask": {
+        "task_id": "t-1", "alert_id": "a-1", "rule": "out_of_stock_open_order", "customer_id": "c-1",
+        "priority": "P2", "queue": "customer-success", "action": "Call the customer and offer an alternative.",
+        "due_by": T0 + 3_600_000, "status": "open", "assignee": None, "context": {"order_id": "o-1"},
+        "created_at": T0 + 5, "updated_at": T0 + 5,
+    },
+    "forewarn.TaskUpdate": {
+        "event_id": "tu-1", "ts": T0 + 60_000, "task_id": "t-1", "action": "claim", "assignee": "asha",
+    },
     "forewarn.internal.OrderLine": {
         "event_id": "ev-1", "ts": T0, "action": "open", "order_id": "o-1", "customer_id": "c-1",
         "sku": "SKU-1", "qty": 2, "placed_ts": T0, "reason": "placed",

@@ -1,0 +1,612 @@
+"""The batching sink: every input topic, alerts, outreach tasks and task updates into ClickHouse.
+
+Two calls, as every batching sink has: ``add(message)`` buffers a Kafka
+message, ``flush()`` writes what was buffered and only then returns the
+offsets that may be committed. ``run_sink`` drives it with a confluent-kafka
+consumer in its own consumer group (``<prefix>forewarn-sink``): it flushes
+when 50,000 rows are buffered or the oldest has waited a second, and commits
+after ClickHouse acknowledged the insert.
+
+Decoding. ClickHouse parses the Avro bodies itself (see avro_blocks): Python
+only checks each message's framing and looks up its writer schema. A message
+whose framing or schema is wrong, or whose body ClickHouse cannot parse (found
+by decoding that block's messages in Python), goes to ``forewarn.dlq`` with
+headers naming the source topic, partition, offset, error class and message;
+its neighbours land.
+
+No duplicates. A crash between insert and commit makes the next owner of the
+partition read the batch again. Every row carries its Kafka coordinates, and
+before writing a partition for the first time after it was assigned, the sink
+asks ClickHouse for the highest offset already stored for it and skips
+everything at or below. For that to be exact, one partition's messages are
+always stored as a prefix: a partition's messages go into one insert per
+table, split only where the writer schema changes, and those inserts run in
+offset order. Each insert also carries a deterministic deduplication token
+(table, writer schema and offset ranges), so an insert that is retried after
+an unclear failure (a timeout after ClickHouse had written it) is not stored
+twice either.
+
+No loss. While ClickHouse is unreachable the sink keeps the batch, pauses
+consumption, retries with exponential backoff (0.5 s to 30 s) and commits
+nothing; it resumes where it was when ClickHouse answers again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
+
+from schemas.codec import Codec, DecodeError, RegistryError
+from sinks import dlq
+from sinks.clickhouse.avro_blocks import ContainerFile, coordinates
+from sinks.clickhouse.tables import SINK_TOPICS, TABLE_FOR_TOPIC
+from streams import topics
+from streams.settings import Settings
+
+log = logging.getLogger("forewarn.sink")
+
+PROCESSOR = "forewarn-sink"
+GROUP = "forewarn-sink"
+
+
+class StoreUnavailable(Exception):
+    """ClickHouse could not be reached or did not answer; the batch is kept and retried."""
+
+
+class StoreRefused(StoreUnavailable):
+    """ClickHouse refused rows that are valid by the contract: a store problem, retried like an outage."""
+
+
+@dataclass(frozen=True)
+class SinkLimits:
+    max_rows: int = 50_000  # flush when this many messages are buffered ...
+    max_wait_s: float = 1.0  # ... or when the oldest has waited this long
+    min_backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+
+
+@dataclass
+class SinkStats:
+    stored_rows: int = 0
+    skipped_already_stored: int = 0
+    dead_letters: int = 0
+    inserts: int = 0
+    flushes: int = 0
+    last_flush_at: float | None = None
+    store_error: str | None = None
+    per_table: dict[str, int] = field(default_factory=dict)
+
+
+class Store:
+    """The ClickHouse connection the sink writes through, opened (and migrated) on first use.
+
+    ``open_client`` returns a clickhouse-connect client; every failure to reach
+    ClickHouse surfaces as StoreUnavailable, so the caller's retry loop sees
+    one kind of trouble. A bad insert (ClickHouse answered, and refused the
+    data) is raised as it is.
+    """
+
+    def __init__(self, open_client: Callable[[], object]) -> None:
+        self._open_client = open_client
+        self._client = None
+        self.lock = threading.Lock()  # the query endpoint shares the client
+
+    @property
+    def client(self):
+        if self._client is None:
+            from sinks.clickhouse.migrate import apply_migrations
+
+            try:
+                client = self._open_client()
+                apply_migrations(client)
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if _unreachable(exc):
+                    raise StoreUnavailable(_one_line(exc)) from exc
+                raise
+            self._client = client
+        return self._client
+
+    def insert_avro(self, table: str, data: bytes, token: str) -> None:
+        try:
+            with self.lock:
+                self.client.raw_insert(table, None, data, fmt="Avro", settings={
+                    "insert_deduplication_token": token,
+                    "insert_deduplicate": 1,
+                    "deduplicate_blocks_in_dependent_materialized_views": 1,
+                    # Writers one schema version apart: a column the writer lacks gets its default,
+                    # a field the table lacks (until a DDL file adds it) is left out.
+                    "input_format_avro_allow_missing_fields": 1,
+                    "input_format_skip_unknown_fields": 1,
+                })
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if _unreachable(exc):
+                self._client = None
+                raise StoreUnavailable(_one_line(exc)) from exc
+            raise
+
+    def stored_offsets(self, table: str, topic: str) -> dict[tuple[str, int], int]:
+        """Highest offset stored per (topic id, partition) of ``topic`` in ``table``."""
+        try:
+            with self.lock:
+                rows = self.client.query(
+                    f"SELECT kafka_topic_id, kafka_partition, max(kafka_offset) FROM {table} "
+                    f"WHERE kafka_topic = {{topic:String}} GROUP BY kafka_topic_id, kafka_partition",
+                    parameters={"topic": topic}).result_rows
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if _unreachable(exc):
+                self._client = None
+                raise StoreUnavailable(_one_line(exc)) from exc
+            raise
+        return {(topic_id, int(partition)): int(offset) for topic_id, partition, offset in rows}
+
+
+def _unreachable(exc: BaseException) -> bool:
+    from clickhouse_connect.driver.exceptions import OperationalError
+
+    return isinstance(exc, (OperationalError, OSError, ConnectionError, TimeoutError))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] or type(exc).__name__
+
+
+@dataclass
+class _Group:
+    """One insert: messages of one table and one writer schema, in offset order per partition."""
+
+    table: str
+    container: ContainerFile
+    messages: list = field(default_factory=list)
+    done: bool = False
+
+    def token(self) -> str:
+        ranges: dict[tuple[str, int], list[int]] = {}
+        for m in self.messages:
+            bounds = ranges.setdefault((m.topic(), m.partition()), [m.offset(), m.offset(), 0])
+            bounds[0] = min(bounds[0], m.offset())
+            bounds[1] = max(bounds[1], m.offset())
+            bounds[2] += 1
+        text = ";".join(f"{t}/{p}/{lo}-{hi}/{n}" for (t, p), (lo, hi, n) in sorted(ranges.items()))
+        return f"{self.table}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+
+
+class DeadLetters:
+    """Republishes unusable messages, unchanged, to the dead-letter topic with headers saying why."""
+
+    def __init__(self, producer: Producer | None, topic: str) -> None:
+        self.producer, self.topic = producer, topic
+        self._failed: list[str] = []
+
+    def send(self, message, reason: str, error_class: str, text: str) -> None:
+        headers = dlq.dead_letter_headers(
+            reason=reason, message=text, topic=message.topic(), partition=message.partition(),
+            offset=message.offset(), processor=PROCESSOR, now_ms=int(time.time() * 1000), error_class=error_class)
+        log.warning("dead letter: %s[%d]@%d: %s (%s)", message.topic(), message.partition(), message.offset(),
+                    reason, text)
+
+        def delivered(err, _msg) -> None:
+            if err is not None:
+                self._failed.append(str(err))
+
+        while True:
+            try:
+                self.producer.produce(self.topic, key=message.key(), value=message.value(), headers=headers,
+                                      on_delivery=delivered)
+                return
+            except BufferError:
+                self.producer.poll(0.1)
+
+    def confirm(self, timeout: float = 30.0) -> None:
+        """Wait until Kafka acknowledged every dead letter; raise if one was not (nothing is committed then)."""
+        left = self.producer.flush(timeout)
+        if left or self._failed:
+            failed, self._failed = self._failed, []
+            raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT,
+                                            f"dead letters not acknowledged: {left} pending, failures {failed[:3]}"))
+
+
+class ClickHouseSink:
+    """Buffers Kafka messages and writes them to ClickHouse in batches; see the module doc."""
+
+    def __init__(self, store: Store, codec: Codec, dead_letters: DeadLetters, settings: Settings,
+                 limits: SinkLimits = SinkLimits()) -> None:
+        self.store, self.codec, self.dead_letters, self.limits = store, codec, dead_letters, limits
+        # full topic name -> (table, record schema, topic id)
+        self.routes = {settings.topic(spec.name): (TABLE_FOR_TOPIC[spec.name], spec.schema) for spec in SINK_TOPICS}
+        self.topic_ids: dict[str, str] = {}
+        self.stats = SinkStats()
+        self._pending: list = []
+        self._pending_since: float | None = None
+        self._batch: list | None = None  # being flushed; kept until it is all written
+        self._groups: list[_Group] | None = None
+        self._stored: dict[tuple[str, int], int] = {}  # (topic, partition) -> highest offset in ClickHouse
+
+    # -- the two calls
+
+    def add(self, message) -> None:
+        if self._pending_since is None:
+            self._pending_since = time.monotonic()
+        self._pending.append(message)
+
+    def due(self, now: float | None = None) -> bool:
+        if self._batch is not None:
+            return True
+        if not self._pending:
+            return False
+        now = time.monotonic() if now is None else now
+        return len(self._pending) >= self.limits.max_rows or now - self._pending_since >= self.limits.max_wait_s
+
+    @property
+    def room(self) -> int:
+        """How many more messages fit before the batch is full."""
+        return max(0, self.limits.max_rows - len(self._pending))
+
+    @property
+    def buffered(self) -> int:
+        return len(self._pending) + (len(self._batch) if self._batch else 0)
+
+    def flush(self) -> list[TopicPartition]:
+        """Write the batch; return the offsets to commit. StoreUnavailable leaves it to retry."""
+        if self._batch is None:
+            if not self._pending:
+                return []
+            self._batch, self._pending, self._pending_since = self._pending, [], None
+            self._groups = None
+        if self._groups is None:
+            self._groups = self._plan(self._batch)
+            # Dead letters are acknowledged before anything after them is stored: once a later
+            # offset of their partition is in ClickHouse, a restart would skip past them.
+            self.dead_letters.confirm()
+        for group in self._groups:
+            if not group.done:
+                self._write(group)
+                group.done = True
+        self.dead_letters.confirm()
+        commits: dict[tuple[str, int], int] = {}
+        for m in self._batch:
+            key = (m.topic(), m.partition())
+            commits[key] = max(commits.get(key, -1), m.offset() + 1)
+        self._batch, self._groups = None, None
+        self.stats.flushes += 1
+        self.stats.last_flush_at = time.time()
+        self.stats.store_error = None
+        return [TopicPartition(t, p, o) for (t, p), o in sorted(commits.items())]
+
+    def forget(self, partitions: list[TopicPartition]) -> None:
+        """Partitions taken away: drop what is buffered for them and what we knew of their stored offsets.
+
+        Nothing of theirs was committed, so their next owner reads it again.
+        """
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._pending = [m for m in self._pending if (m.topic(), m.partition()) not in gone]
+        if self._batch is not None:
+            self._batch = [m for m in self._batch if (m.topic(), m.partition()) not in gone]
+            self._groups = None
+            if not self._batch:
+                self._batch = None
+        if not self._pending:
+            self._pending_since = None
+        for key in gone:
+            self._stored.pop(key, None)
+
+    # -- inside flush
+
+    def _plan(self, batch: list) -> list[_Group]:
+        """Group the batch into inserts; dead-letter what cannot be framed; skip what is stored already."""
+        self._learn_stored_offsets(batch)
+        groups: dict[tuple, _Group] = {}
+        order: list[tuple] = []
+        # A partition's messages are split where its writer schema changes (its "generation"),
+        # and inserts run in generation order, so each partition is always stored as a prefix.
+        last_header: dict[tuple[str, int], bytes] = {}
+        generation: dict[tuple[str, int], int] = {}
+        encoded_coordinates: dict[tuple[str, int], bytes] = {}
+        for m in batch:
+            topic, partition, offset = m.topic(), m.partition(), m.offset()
+            key = (topic, partition)
+            if offset <= self._stored.get(key, -1):
+                self.stats.skipped_already_stored += 1
+                continue
+            table, schema = self.routes[topic]
+            value = m.value()
+            try:
+                header, entry = self.codec.writer_schema(value or b"", expected=schema)
+            except DecodeError as exc:
+                self._dead_letter(m, exc.reason, "DecodeError", str(exc))
+                continue
+            if last_header.get(key, header) != header:
+                generation[key] = generation.get(key, 0) + 1
+            last_header[key] = header
+            group_key = (generation.get(key, 0), table, header)
+            group = groups.get(group_key)
+            if group is None:
+                group = groups[group_key] = _Group(table, ContainerFile(entry, header))
+                order.append(group_key)
+            coords = encoded_coordinates.get(key)
+            if coords is None:
+                coords = encoded_coordinates[key] = coordinates(topic, self.topic_ids.get(topic, ""), partition)
+            group.container.add(coords, offset, value)
+            group.messages.append(m)
+        return [groups[k] for k in sorted(order, key=lambda k: k[0])]
+
+    def _learn_stored_offsets(self, batch: list) -> None:
+        unknown = {(m.topic(), m.partition()) for m in batch} - set(self._stored)
+        for topic in sorted({t for t, _ in unknown}):
+            table, _ = self.routes[topic]
+            stored = self.store.stored_offsets(table, topic)
+            topic_id = self.topic_ids.get(topic, "")
+            for t, partition in unknown:
+                if t == topic:
+                    self._stored[(t, partition)] = stored.get((topic_id, partition), -1)
+
+    def _write(self, group: _Group) -> None:
+        try:
+            self.store.insert_avro(group.table, group.container.getvalue(), group.token())
+        except StoreUnavailable as exc:
+            self.stats.store_error = str(exc)
+            raise
+        except Exception as exc:  # noqa: BLE001 - ClickHouse refused the data: find the messages at fault
+            self._write_without_bad_messages(group, exc)
+            return
+        self._stored_up_to(group.messages, group.table)
+
+    def _write_without_bad_messages(self, group: _Group, refusal: Exception) -> None:
+        """ClickHouse refused a block: dead-letter the messages Python cannot decode either, write the rest.
+
+        If Python decodes every one of them, the messages are valid by the
+        contract and the store is at fault (a table that lost a column, say):
+        nothing is dead-lettered, and the refusal is retried like an outage
+        until someone fixes the store.
+        """
+        _, schema = self.routes[group.messages[0].topic()]
+        good = []
+        for m in group.messages:
+            try:
+                self.codec.decode(m.value(), expected=schema)
+            except DecodeError as exc:
+                self._dead_letter(m, exc.reason, "DecodeError", str(exc))
+            else:
+                good.append(m)
+        if len(good) == len(group.messages):
+            raise StoreRefused(f"ClickHouse refuses valid rows for table {group.table}: {_one_line(refusal)}") \
+                from refusal
+        self.dead_letters.confirm()
+        if not good:
+            return
+        retry = self._group_of(group.table, good)
+        try:
+            self.store.insert_avro(group.table, retry.container.getvalue(), retry.token())
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise StoreRefused(f"ClickHouse refuses valid rows for table {group.table}: {_one_line(exc)}") from exc
+        self._stored_up_to(good, group.table)
+
+    def _group_of(self, table: str, messages: list) -> _Group:
+        header, entry = self.codec.writer_schema(messages[0].value())
+        group = _Group(table, ContainerFile(entry, header))
+        for m in messages:
+            group.container.add(coordinates(m.topic(), self.topic_ids.get(m.topic(), ""), m.partition()),
+                                m.offset(), m.value())
+            group.messages.append(m)
+        return group
+
+    def _stored_up_to(self, messages: list, table: str) -> None:
+        for m in messages:
+            key = (m.topic(), m.partition())
+            if m.offset() > self._stored.get(key, -1):
+                self._stored[key] = m.offset()
+        self.stats.inserts += 1
+        self.stats.stored_rows += len(messages)
+        self.stats.per_table[table] = self.stats.per_table.get(table, 0) + len(messages)
+
+    def _dead_letter(self, message, reason: str, error_class: str, text: str) -> None:
+        self.dead_letters.send(message, reason, error_class, text)
+        self.stats.dead_letters += 1
+
+
+# ---------------------------------------------------------------- running it
+
+
+def topic_ids(bootstrap: str, names: list[str], timeout: float = 10.0) -> dict[str, str]:
+    """Kafka's id for each topic (it changes when a topic is deleted and created again); '' if unknown."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    ids = {}
+    try:
+        futures = admin.describe_topics(TopicCollection(names), request_timeout=timeout)
+    except KafkaException:
+        return {name: "" for name in names}
+    for name, future in futures.items():
+        try:
+            description = future.result(timeout=timeout)
+            ids[name] = str(description.topic_id) if description.topic_id is not None else ""
+        except Exception:  # noqa: BLE001 - a broker without topic ids: offsets alone then
+            ids[name] = ""
+    if set(ids.values()) == {"AAAAAAAAAAAAAAAAAAAAAA"}:  # the all-zero id of brokers without topic ids
+        ids = {name: "" for name in ids}
+    return ids
+
+
+def status_path(settings: Settings) -> Path:
+    return settings.data_dir / "sink" / "status.json"
+
+
+def write_status(settings: Settings, sink: ClickHouseSink, assigned: int, paused: bool) -> None:
+    path = status_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stats = sink.stats
+    status = {
+        "pid": os.getpid(), "assigned_partitions": assigned, "buffered": sink.buffered, "paused": paused,
+        "stored_rows": stats.stored_rows, "dead_letters": stats.dead_letters, "inserts": stats.inserts,
+        "flushes": stats.flushes, "skipped_already_stored": stats.skipped_already_stored,
+        "last_flush_at": stats.last_flush_at, "store_error": stats.store_error, "per_table": stats.per_table,
+        "written_at": time.time(),
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(status))
+    os.replace(tmp, path)
+
+
+def read_status(settings: Settings) -> dict | None:
+    try:
+        return json.loads(status_path(settings).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def run_sink(settings: Settings, bootstrap: str, stop: threading.Event, store: Store,
+             limits: SinkLimits = SinkLimits(), on_ready: Callable[[], None] | None = None) -> None:
+    """Consume, batch and write until ``stop`` is set; flush and commit what is buffered on the way out."""
+    from streams.brokers import confluent_producer_overrides, session_timeout_s
+    from streams.produce import quiet_client_logger
+
+    names = [settings.topic(spec.name) for spec in SINK_TOPICS]
+    codec = Codec(registry_url=settings.schema_registry)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "logger": quiet_client_logger(),
+                         **confluent_producer_overrides(bootstrap)})
+    dead = DeadLetters(producer, settings.topic(topics.DEAD_LETTERS.name))
+    sink = ClickHouseSink(store, codec, dead, settings, limits)
+    sink.topic_ids = topic_ids(bootstrap, names)
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": settings.topic(GROUP),
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": int(session_timeout_s(settings, bootstrap) * 1000),
+        "logger": quiet_client_logger(),
+    })
+    state = {"paused": False, "assigned": set()}
+
+    def commit(offsets: list[TopicPartition]) -> None:
+        mine = [tp for tp in offsets if (tp.topic, tp.partition) in state["assigned"]]
+        if not mine:
+            return
+        try:
+            consumer.commit(offsets=mine, asynchronous=False)
+        except KafkaException as exc:
+            # The rows are in ClickHouse; whoever reads these partitions next skips them.
+            log.warning("commit failed (%s); the next owner of these partitions skips what is stored", exc)
+
+    def on_assign(_consumer, partitions) -> None:
+        state["assigned"] |= {(tp.topic, tp.partition) for tp in partitions}
+        if state["paused"]:
+            consumer.pause(partitions)
+
+    def on_revoke(_consumer, partitions) -> None:
+        # Write what we hold for the partitions leaving us while we still own them.
+        try:
+            commit(sink.flush())
+        except (StoreUnavailable, KafkaException, RegistryError) as exc:
+            log.warning("could not write the batch before giving partitions away (%s); their next owner "
+                        "reads it again", exc)
+        sink.forget(partitions)
+        state["assigned"] -= {(tp.topic, tp.partition) for tp in partitions}
+
+    def on_lost(_consumer, partitions) -> None:
+        sink.forget(partitions)
+        state["assigned"] -= {(tp.topic, tp.partition) for tp in partitions}
+
+    consumer.subscribe(names, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
+    backoff = limits.min_backoff_s
+    retry_at = 0.0
+    last_status = 0.0
+    last_complaint = 0.0
+    ready_told = False
+    try:
+        while not stop.is_set():
+            now = time.monotonic()
+            if sink.due(now) and now >= retry_at:
+                try:
+                    commit(sink.flush())
+                    if state["paused"]:
+                        log.warning("ClickHouse answers again; resuming")
+                        consumer.resume([TopicPartition(t, p) for t, p in state["assigned"]])
+                        state["paused"] = False
+                    backoff = limits.min_backoff_s
+                except (StoreUnavailable, RegistryError, KafkaException) as exc:
+                    sink.stats.store_error = _one_line(exc)
+                    if not state["paused"]:
+                        consumer.pause([TopicPartition(t, p) for t, p in state["assigned"]])
+                        state["paused"] = True
+                    if now - last_complaint > 30 or backoff == limits.min_backoff_s:
+                        print(f"forewarn sink: cannot write to ClickHouse ({_one_line(exc)}); holding "
+                              f"{sink.buffered} messages uncommitted, retrying in {backoff:.1f}s", flush=True)
+                        last_complaint = now
+                    retry_at = now + backoff
+                    backoff = min(backoff * 2, limits.max_backoff_s)
+            messages = consumer.consume(num_messages=max(1, min(sink.room, 10_000)), timeout=0.1)
+            for m in messages:
+                error = m.error()
+                if error is not None:
+                    if error.code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
+                        continue
+                    if error.fatal():
+                        raise KafkaException(error)
+                    log.warning("consumer: %s", error)
+                    continue
+                sink.add(m)
+            if now - last_status > 1.0:
+                write_status(settings, sink, len(state["assigned"]), state["paused"])
+                last_status = now
+                if not ready_told and state["assigned"] and on_ready is not None:
+                    on_ready()
+                    ready_told = True
+        # Stopping: write and commit what is buffered, if ClickHouse lets us.
+        try:
+            commit(sink.flush())
+        except (StoreUnavailable, RegistryError, KafkaException) as exc:
+            print(f"forewarn sink: stopping with {sink.buffered} messages unwritten ({_one_line(exc)}); "
+                  f"they were not committed and will be read again", flush=True)
+        write_status(settings, sink, len(state["assigned"]), state["paused"])
+    finally:
+        consumer.close()
+        producer.flush(10)
+
+
+def serve(settings: Settings, bootstrap: str, limits: SinkLimits = SinkLimits()) -> int:
+    """`forewarn sink`: run the sink in this process until SIGINT or SIGTERM; returns the exit status.
+
+    With the embedded store (chDB) this process owns the data directory's
+    store, so it opens it at once (failing fast if another process has it)
+    and serves `forewarn sql` on a loopback endpoint. A ClickHouse server is
+    opened on first use and retried while it is unreachable.
+    """
+    import signal
+
+    from sinks.clickhouse.query import QueryEndpoint
+    from sinks.clickhouse.store import open_store
+
+    stop = threading.Event()
+    store = Store(lambda: open_store(settings))
+    endpoint = None
+    if not settings.clickhouse:
+        store.client  # noqa: B018 - open and migrate now: chDB is ours or the start fails
+        endpoint = QueryEndpoint(settings, lambda: store.client, store.lock).start()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    where = settings.clickhouse or f"chDB in {settings.data_dir / 'clickhouse'}"
+    print(f"forewarn sink: Kafka at {bootstrap}, group {settings.topic(GROUP)}; writing to {where}"
+          + (f"; queries at {endpoint.url}" if endpoint else ""), flush=True)
+    try:
+        run_sink(settings, bootstrap, stop, store, limits)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if endpoint is not None:
+            endpoint.stop()
+    return 0
