@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="run the stack in the foreground (embedded broker unless FOREWARN_KAFKA)")
     up.add_argument("--workers", type=int, default=1, help="detection workers to run (default 1)")
+    up.add_argument("--no-sink", action="store_true", help="do not run the ClickHouse sink beside the workers")
 
     worker = commands.add_parser("worker", help="run one detection worker against FOREWARN_KAFKA")
     worker.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
@@ -167,7 +168,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         if settings.kafka:
             _reachable(settings.kafka, settings)
-        return run_up(settings, workers=args.workers)
+        return run_up(settings, workers=args.workers, sink=not args.no_sink)
     if args.command == "worker":
         from streams.runner import run_worker
 

@@ -72,6 +72,7 @@ def run_demo(settings: Settings, duration: float = 60.0) -> int:
                 time.sleep(0.5)
             else:
                 print(f"the worker had not read every event after {DRAIN_LIMIT_S:.0f}s; the summary may be short")
+            stored = _wait_for_the_store(stack, settings)
         except Stopped as stopped:
             print(f"\nforewarn demo: stopping after {produced[0]} events", flush=True)
             return 128 + stopped.signum
@@ -82,7 +83,40 @@ def run_demo(settings: Settings, duration: float = 60.0) -> int:
                 printer.join(timeout=5)
             stack.stop()
     _summary(counts, produced[0], settings)
+    _store_summary(stored, settings)
     return 0
+
+
+def _wait_for_the_store(stack: Stack, settings: Settings) -> dict[str, int] | None:
+    """Wait until the sink has written every message to ClickHouse; the rows per table, or None."""
+    from sinks.clickhouse.query import QueryError, run_query
+    from sinks.clickhouse.tables import SINK_TOPICS, TABLE_FOR_TOPIC
+
+    print("(waiting for the sink to write everything to ClickHouse)", flush=True)
+    group = settings.topic("forewarn-sink")
+    watched = [settings.topic(spec.name) for spec in SINK_TOPICS]
+    deadline = time.monotonic() + DRAIN_LIMIT_S
+    while group_lag(stack.bootstrap, group, watched) != 0:
+        if stack.failed_child() is not None or time.monotonic() > deadline:
+            print(f"the sink did not write everything within {DRAIN_LIMIT_S:.0f}s; see {stack.sink_log}")
+            return None
+        time.sleep(0.5)
+    tables = sorted(set(TABLE_FOR_TOPIC.values()))
+    sql = " UNION ALL ".join(f"SELECT '{t}' AS t, count() AS n FROM {t}" for t in tables)
+    try:
+        return {t: int(n) for t, n in run_query(settings, sql).rows}
+    except QueryError as exc:
+        print(f"the store did not answer: {exc}")
+        return None
+
+
+def _store_summary(stored: dict[str, int] | None, settings: Settings) -> None:
+    if not stored:
+        return
+    rows = ", ".join(f"{table} {n}" for table, n in sorted(stored.items()) if n)
+    print(f"\nIn ClickHouse ({settings.clickhouse or settings.data_dir / 'clickhouse'}): {rows}.")
+    print("  forewarn sql \"SELECT rule, count() FROM alerts_latest GROUP BY rule\"   # ask it anything; see the "
+          "README's queries for analysts")
 
 
 def _play(timeline, settings: Settings, bootstrap: str, codec: Codec, stack: Stack, produced: list[int]) -> int:

@@ -119,14 +119,16 @@ def remove_endpoints(settings: Settings) -> None:
 
 
 class Stack:
-    """The broker (unless FOREWARN_KAFKA is set) and worker processes, as one foreground unit."""
+    """The broker (unless FOREWARN_KAFKA is set), worker processes and the ClickHouse sink, as one unit."""
 
     def __init__(self, settings: Settings, workers: int = 1, worker_log: Path | None = None,
-                 worker_loglevel: str = "warning") -> None:
+                 worker_loglevel: str = "warning", sink: bool = True) -> None:
         self.settings = settings
         self.worker_loglevel = worker_loglevel
         self.workers = workers
         self.worker_log = worker_log
+        self.sink = sink
+        self.sink_log = settings.data_dir / "logs" / "sink.log"
         self.broker = None
         self.bootstrap: str | None = settings.kafka
         self.children: list[subprocess.Popen] = []
@@ -147,7 +149,37 @@ class Stack:
             # one look ready before it has started.
             (worker_datadir(self._worker_settings(n)) / "ready").unlink(missing_ok=True)
             self.children.append(self._spawn_worker(n))
+        if self.sink:
+            from sinks.clickhouse.sink import status_path
+
+            status_path(self.settings).unlink(missing_ok=True)
+            self.children.append(self._spawn_sink())
         return self.bootstrap
+
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            FOREWARN_KAFKA=self.bootstrap,
+            FOREWARN_DATA_DIR=str(self.settings.data_dir),
+            FOREWARN_TOPIC_PREFIX=self.settings.topic_prefix,
+            FOREWARN_PARTITIONS=str(self.settings.partitions),
+        )
+        return env
+
+    def _spawn_sink(self) -> subprocess.Popen:
+        from streams.embedded import die_with_parent_hook
+
+        self.sink_log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.sink_log, "ab") as output:
+            return subprocess.Popen([sys.executable, "-m", "streams", "sink"], env=self._child_env(),
+                                    stdout=output, stderr=subprocess.STDOUT, preexec_fn=die_with_parent_hook())
+
+    def sink_ready(self) -> bool:
+        """True once the sink has opened the store and been given its partitions."""
+        from sinks.clickhouse.sink import read_status
+
+        status = read_status(self.settings)
+        return bool(status and status.get("assigned_partitions"))
 
     def _worker_settings(self, n: int) -> Settings:
         return self.settings.with_(worker_id=f"worker-{n}")
@@ -155,14 +187,8 @@ class Stack:
     def _spawn_worker(self, n: int) -> subprocess.Popen:
         from streams.embedded import die_with_parent_hook
 
-        env = dict(os.environ)
-        env.update(
-            FOREWARN_KAFKA=self.bootstrap,
-            FOREWARN_DATA_DIR=str(self.settings.data_dir),
-            FOREWARN_TOPIC_PREFIX=self.settings.topic_prefix,
-            FOREWARN_PARTITIONS=str(self.settings.partitions),
-            FOREWARN_WORKER_ID=f"worker-{n}",
-        )
+        env = self._child_env()
+        env["FOREWARN_WORKER_ID"] = f"worker-{n}"
         output = None
         if self.worker_log is not None:
             self.worker_log.parent.mkdir(parents=True, exist_ok=True)
@@ -257,21 +283,24 @@ class StopOnSignal:
             signal.signal(sig, handler)
 
 
-def run_up(settings: Settings, workers: int = 1) -> int:
+def run_up(settings: Settings, workers: int = 1, sink: bool = True) -> int:
     """`forewarn up`: start the stack, say where it listens, wait for Ctrl-C or SIGTERM."""
     with StopOnSignal() as signals:
-        stack = Stack(settings, workers=workers)
+        stack = Stack(settings, workers=workers, sink=sink)
         try:
             bootstrap = stack.start()
             where = "embedded broker" if stack.broker is not None else "FOREWARN_KAFKA"
+            store = settings.clickhouse or f"chDB in {settings.data_dir / 'clickhouse'}"
             print(f"forewarn up: Kafka at {bootstrap} ({where}); {workers} detection worker(s); "
-                  f"topic prefix {settings.topic_prefix or '(none)'}", flush=True)
+                  f"topic prefix {settings.topic_prefix or '(none)'}; "
+                  + (f"sink into {store} (log {stack.sink_log})" if sink else "no sink"), flush=True)
             print(f"forewarn up: recorded in {settings.endpoint_file}; commands run beside it find it. "
                   f"Ctrl-C stops everything.", flush=True)
             while True:
                 failed = stack.failed_child()
                 if failed is not None:
-                    print(f"forewarn up: a worker exited with status {failed.returncode}; stopping", file=sys.stderr)
+                    what = "the sink" if failed.args[-1] == "sink" else "a worker"
+                    print(f"forewarn up: {what} exited with status {failed.returncode}; stopping", file=sys.stderr)
                     return 1
                 time.sleep(0.5)
         except Stopped:

@@ -26,6 +26,10 @@ offset order. Each insert also carries a deterministic deduplication token
 an unclear failure (a timeout after ClickHouse had written it) is not stored
 twice either.
 
+Fault injection: with FOREWARN_SINK_KILL_AFTER_FLUSHES=N the process kills
+itself with SIGKILL after its N-th flush that wrote rows, before committing
+(the tests use it to crash between insert and commit on purpose).
+
 No loss. While ClickHouse is unreachable the sink keeps the batch, pauses
 consumption, retries with exponential backoff (0.5 s to 30 s) and commits
 nothing; it resumes where it was when ClickHouse answers again.
@@ -522,6 +526,19 @@ def run_sink(settings: Settings, bootstrap: str, stop: threading.Event, store: S
         sink.forget(partitions)
         state["assigned"] -= {(tp.topic, tp.partition) for tp in partitions}
 
+    kill_after = int(os.environ.get("FOREWARN_SINK_KILL_AFTER_FLUSHES") or 0)
+
+    def flush_and_commit() -> None:
+        stored_before = sink.stats.stored_rows
+        offsets = sink.flush()
+        if kill_after and sink.stats.stored_rows > stored_before:
+            state["flushes_with_rows"] = state.get("flushes_with_rows", 0) + 1
+            if state["flushes_with_rows"] >= kill_after:
+                import signal
+
+                os.kill(os.getpid(), signal.SIGKILL)
+        commit(offsets)
+
     consumer.subscribe(names, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
     backoff = limits.min_backoff_s
     retry_at = 0.0
@@ -533,7 +550,7 @@ def run_sink(settings: Settings, bootstrap: str, stop: threading.Event, store: S
             now = time.monotonic()
             if sink.due(now) and now >= retry_at:
                 try:
-                    commit(sink.flush())
+                    flush_and_commit()
                     if state["paused"]:
                         log.warning("ClickHouse answers again; resuming")
                         consumer.resume([TopicPartition(t, p) for t, p in state["assigned"]])
@@ -596,7 +613,7 @@ def serve(settings: Settings, bootstrap: str, limits: SinkLimits = SinkLimits())
     store = Store(lambda: open_store(settings))
     endpoint = None
     if not settings.clickhouse:
-        store.client  # noqa: B018 - open and migrate now: chDB is ours or the start fails
+        _open_embedded_store(store)
         endpoint = QueryEndpoint(settings, lambda: store.client, store.lock).start()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     where = settings.clickhouse or f"chDB in {settings.data_dir / 'clickhouse'}"
@@ -610,3 +627,22 @@ def serve(settings: Settings, bootstrap: str, limits: SinkLimits = SinkLimits())
         if endpoint is not None:
             endpoint.stop()
     return 0
+
+
+def _open_embedded_store(store: Store, patience_s: float = 30.0) -> None:
+    """Open (and migrate) chDB now: the directory is this process's or the start fails.
+
+    A `forewarn sql` run just before the sink started may hold the directory
+    for a moment, so a refusal is retried for ``patience_s`` before giving up.
+    """
+    from streams.settings import SettingsError
+
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            store.client  # noqa: B018
+            return
+        except SettingsError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

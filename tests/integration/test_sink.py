@@ -1,0 +1,349 @@
+"""The ClickHouse sink through a real broker into chDB: exactly once, dead letters, outages, crashes.
+
+Every test produces with fresh topic names, runs `forewarn sink` as a separate
+process the way `forewarn up` does, and reads the store back the way users
+do: through the sink's query endpoint while it runs, or by opening the chDB
+directory once it has stopped.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+from confluent_kafka import Producer
+
+from schemas.codec import Codec
+from sinks import dlq
+import json
+from sinks.clickhouse.sink import read_status
+from streams import topics
+from streams.brokers import confluent_producer_overrides
+from streams.embedded import die_with_parent_hook
+from streams.follow import group_lag
+from streams.settings import Settings
+from tests.integration.helpers import forewarn_env, read_raw, run_forewarn, wait_for
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_772_442_900_000  # 2026-03-02T09:15:00Z
+
+
+def mixed_events(n: int, seed: int = 5) -> list[tuple[str, dict]]:
+    """`n` valid events spread over every topic the sink reads, with optional fields both set and null."""
+    rng = random.Random(seed)
+    events: list[tuple[str, dict]] = []
+    for i in range(n):
+        ts = T0 + i * 1000
+        kind = i % 11
+        if kind == 0:
+            events.append(("orders", {"event_id": f"o-{i}", "ts": ts, "event_type": "placed", "order_id": f"O-{i}",
+                                      "customer_id": f"C-{i % 17}", "channel": "web" if i % 2 else None,
+                                      "promised_ship_by": ts + 86_400_000 if i % 3 else None,
+                                      "lines": [{"sku": f"S-{i % 7}", "qty": 1 + i % 3, "unit_price_cents": 1250},
+                                                {"sku": f"S-{(i + 1) % 7}", "qty": 2, "unit_price_cents": 990}]}))
+        elif kind == 1:
+            events.append(("inventory", {"event_id": f"k-{i}", "ts": ts, "event_type": "stock_level",
+                                         "sku": f"S-{i % 7}", "available": rng.randint(0, 50), "warehouse": None}))
+        elif kind == 2:
+            events.append(("catalog", {"event_id": f"c-{i}", "ts": ts, "sku": f"S-{i % 7}", "name": f"Beans {i}",
+                                       "category": "beans", "price_cents": 1250, "active": bool(i % 2)}))
+        elif kind == 3:
+            events.append(("customers", {"event_id": f"u-{i}", "ts": ts, "customer_id": f"C-{i % 17}",
+                                         "name": "Arjun Mehta", "tier": "gold", "lifetime_value_cents": 250_000,
+                                         "email": None, "preferred_channel": "email", "language": "hi"}))
+        elif kind == 4:
+            events.append(("web", {"event_id": f"w-{i}", "ts": ts, "event_type": "cart_view", "session_id": f"W-{i}",
+                                   "page": "/sale", "customer_id": None, "sku": None, "qty": None,
+                                   "cart_item_count": 0, "status_code": None, "order_id": None, "found": None}))
+        elif kind == 5:
+            events.append(("support", {"event_id": f"s-{i}", "ts": ts, "event_type": "ticket_opened",
+                                       "ticket_id": f"T-{i}", "customer_id": f"C-{i % 17}", "channel": "chat",
+                                       "category": None, "text": "আমার অর্ডার কোথায়?", "order_id": None,
+                                       "agent_id": None, "language": "bn"}))
+        elif kind == 6:
+            events.append(("returns", {"event_id": f"r-{i}", "ts": ts, "return_id": f"R-{i}", "order_id": f"O-{i}",
+                                       "customer_id": f"C-{i % 17}", "sku": f"S-{i % 7}", "qty": 1,
+                                       "reason": "damaged"}))
+        elif kind == 7:
+            events.append(("feedback", {"event_id": f"f-{i}", "ts": ts, "event_type": "csat",
+                                        "customer_id": None if i % 2 else f"C-{i % 17}", "score": 2, "text": None,
+                                        "order_id": None, "ticket_id": None}))
+        elif kind == 8:
+            events.append(("task-updates", {"event_id": f"t-{i}", "ts": ts, "task_id": f"K-{i}", "action": "claim",
+                                            "assignee": "asha"}))
+        elif kind == 9:
+            events.append(("alerts", {"alert_id": f"A-{i}", "rule": "out_of_stock_open_order", "status": "open",
+                                      "severity": "warning", "audience": "cs",
+                                      "dedup_key": f"out_of_stock_open_order:O-{i}", "title": "short",
+                                      "summary": "1 item out of stock", "customer_id": f"C-{i % 17}",
+                                      "order_id": f"O-{i}", "sku": None, "ticket_id": None, "session_id": None,
+                                      "page": None, "category": None, "details": {f"short.S-{i % 7}": "2"},
+                                      "evidence": [f"o-{i}"], "event_ts": ts, "detected_at": ts + 250}))
+        else:
+            events.append(("outreach-tasks", {"task_id": f"K-{i}", "alert_id": f"A-{i - 1}",
+                                              "rule": "out_of_stock_open_order", "customer_id": f"C-{i % 17}",
+                                              "priority": "P2", "queue": "customer-success",
+                                              "action": "Call the customer and offer an alternative.",
+                                              "due_by": ts + 3_600_000, "status": "open", "assignee": None,
+                                              "context": {"order_id": f"O-{i - 1}"}, "created_at": ts,
+                                              "updated_at": ts}))
+    return events
+
+
+def produce(bootstrap: str, prefix: str, events: list[tuple[str, dict]], raw: list[tuple[str, bytes]] = ()) -> None:
+    """Produce records (encoded as Forewarn does) and raw byte messages; wait for every acknowledgement."""
+    codec = Codec()
+    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
+                         **confluent_producer_overrides(bootstrap)})
+    failures = []
+
+    def delivered(err, _msg) -> None:
+        if err is not None:
+            failures.append(err)
+
+    for topic, record in events:
+        spec = topics.BY_NAME[topic]
+        key = record[spec.key_field]
+        producer.produce(f"{prefix}{topic}", key=None if key is None else key.encode(),
+                         value=codec.encode(spec.schema, record), on_delivery=delivered)
+        producer.poll(0)
+    for topic, value in raw:
+        producer.produce(f"{prefix}{topic}", key=b"O-raw", value=value, on_delivery=delivered)
+    assert producer.flush(60) == 0 and not failures, failures
+
+
+class SinkProcess:
+    """`forewarn sink` as its own process."""
+
+    def __init__(self, env: dict[str, str], log_path) -> None:
+        self.env, self.log_path = env, log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, **extra: str) -> "SinkProcess":
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "streams", "sink"], env=dict(self.env, **extra),
+                                         stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent_hook())
+        if "FOREWARN_CLICKHOUSE" not in extra:
+            # Queries go through the sink once it owns the chDB store.
+            wait_for(lambda: self.alive() and "queries at" in self.log(), timeout=60,
+                     what="the sink to open the store and serve queries")
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the sink exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+        return True
+
+    def stop(self) -> int:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait() if self.proc is not None else 0
+
+
+@pytest.fixture
+def stack_env(kafka_bootstrap, fresh_prefix, tmp_path):
+    env = forewarn_env(kafka_bootstrap, fresh_prefix, tmp_path / "data")
+    created = run_forewarn(["topics", "create"], env)
+    assert created.returncode == 0, created.stderr
+    return env
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    return Settings.from_env(env)
+
+
+class _Rows:
+    def __init__(self, rows: list[list]) -> None:
+        self.rows = rows
+
+
+def run_query(settings: Settings, sql: str) -> _Rows:
+    """Rows of `forewarn sql --format json`, run as its own process the way users run it.
+
+    (Opening the chDB store from the test process would keep it open, and a
+    sink started afterwards could not open it.)
+    """
+    env = forewarn_env(settings.kafka, settings.topic_prefix, settings.data_dir)
+    done = run_forewarn(["sql", sql, "--format", "json"], env)
+    assert done.returncode == 0, done.stderr
+    return _Rows([list(json.loads(line).values()) for line in done.stdout.splitlines() if line.strip()])
+
+
+def counts(settings: Settings, table: str) -> tuple[int, int]:
+    rows = run_query(settings, f"SELECT count(), uniqExact(event_id) FROM {table}").rows
+    return int(rows[0][0]), int(rows[0][1])
+
+
+def total_rows(settings: Settings) -> int:
+    from sinks.clickhouse.tables import TABLE_FOR_TOPIC
+
+    sql = " + ".join(f"(SELECT count() FROM {t})" for t in sorted(set(TABLE_FOR_TOPIC.values())))
+    return int(run_query(settings, f"SELECT {sql}").rows[0][0])
+
+
+def expected_per_table(events) -> dict[str, int]:
+    from sinks.clickhouse.tables import TABLE_FOR_TOPIC
+
+    per: dict[str, int] = {}
+    for topic, _ in events:
+        per[TABLE_FOR_TOPIC[topic]] = per.get(TABLE_FOR_TOPIC[topic], 0) + 1
+    return per
+
+
+def rows_per_table(settings: Settings) -> dict[str, int]:
+    from sinks.clickhouse.tables import TABLE_FOR_TOPIC
+
+    tables = sorted(set(TABLE_FOR_TOPIC.values()))
+    sql = " UNION ALL ".join(f"SELECT '{t}', count() FROM {t}" for t in tables)
+    return {t: int(n) for t, n in run_query(settings, sql).rows if int(n)}
+
+
+def sink_topic_names(settings: Settings) -> list[str]:
+    from sinks.clickhouse.tables import SINK_TOPICS
+
+    return [settings.topic(spec.name) for spec in SINK_TOPICS]
+
+
+def test_every_event_is_queryable_exactly_once(stack_env, kafka_bootstrap, tmp_path):
+    events = mixed_events(1_100)
+    produce(kafka_bootstrap, stack_env["FOREWARN_TOPIC_PREFIX"], events)
+    settings = settings_of(stack_env)
+    sink = SinkProcess(stack_env, tmp_path / "sink.log").start()
+    try:
+        wait_for(lambda: sink.alive() and total_rows(settings) >= len(events), timeout=120,
+                 what="every event in ClickHouse")
+        assert rows_per_table(settings) == expected_per_table(events)
+        for table in ("order_events", "stock_levels", "web_events", "support_events", "returns", "feedback",
+                      "task_updates", "catalog_items", "customers"):
+            count, unique = counts(settings, table)
+            assert count == unique == expected_per_table(events)[table], table
+        # Offsets are committed once the rows are in: the sink's group catches up.
+        wait_for(lambda: group_lag(kafka_bootstrap, settings.topic("forewarn-sink"), sink_topic_names(settings)) == 0,
+                 timeout=60, what="the sink's group to commit everything")
+        # Fields arrive typed and whole: nested lines, nulls, maps, timestamps, text in Bengali.
+        order = run_query(settings, "SELECT ts, lines.sku, lines.qty, channel, promised_ship_by FROM order_events "
+                                    "WHERE event_id IN ('o-33', 'o-22') ORDER BY ts").rows
+        assert order == [["2026-03-02 09:15:22", ["S-1", "S-2"], [2, 2], None, "2026-03-03 09:15:22"],
+                         ["2026-03-02 09:15:33", ["S-5", "S-6"], [1, 2], "web", None]]
+        assert run_query(settings, "SELECT sum(qty) FROM order_lines WHERE order_id = 'O-33'").rows == [[3]]
+        ticket = run_query(settings, "SELECT text, category, channel FROM support_events WHERE event_id='s-5'").rows
+        assert ticket == [["আমার অর্ডার কোথায়?", None, "chat"]]
+        alert = run_query(settings, "SELECT details['short.S-2'], evidence, "
+                                    "toUnixTimestamp64Milli(detected_at) - toUnixTimestamp64Milli(event_ts) "
+                                    "FROM alerts WHERE alert_id = 'A-9'").rows
+        assert alert == [["2", ["o-9"], 250]]
+        assert run_query(settings, "SELECT status, queue FROM outreach_tasks_latest WHERE task_id = 'K-10'").rows \
+            == [["open", "customer-success"]]
+        # Queries from outside are read-only unless asked otherwise.
+        refused = run_forewarn(["sql", "DROP TABLE order_events"], stack_env)
+        assert refused.returncode == 1 and "readonly" in refused.stderr.lower()
+    finally:
+        assert sink.stop() == 0, sink.log()[-3000:]
+    # With the sink stopped, `forewarn sql` opens the store itself.
+    shown = run_forewarn(["sql", "SELECT count() AS orders FROM order_events", "--format", "csv"], stack_env)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split() == ["orders", str(expected_per_table(events)["order_events"])]
+
+
+def test_killed_between_insert_and_commit_stores_nothing_twice(stack_env, kafka_bootstrap, tmp_path):
+    events = mixed_events(660, seed=9)
+    produce(kafka_bootstrap, stack_env["FOREWARN_TOPIC_PREFIX"], events)
+    settings = settings_of(stack_env)
+    group = settings.topic("forewarn-sink")
+    # The first sink kills itself with SIGKILL right after its first insert, before committing.
+    first = SinkProcess(stack_env, tmp_path / "sink-1.log").start(FOREWARN_SINK_KILL_AFTER_FLUSHES="1")
+    assert first.proc.wait(timeout=120) == -signal.SIGKILL, first.log()[-3000:]
+    assert group_lag(kafka_bootstrap, group, sink_topic_names(settings)) == len(events), \
+        "the killed sink must not have committed anything"
+    stored_by_the_first = total_rows(settings)  # the store is free again: opened directly
+    assert stored_by_the_first > 0
+    second = SinkProcess(stack_env, tmp_path / "sink-2.log").start()
+    try:
+        wait_for(lambda: second.alive() and group_lag(kafka_bootstrap, group, sink_topic_names(settings)) == 0,
+                 timeout=120, what="the restarted sink to commit everything")
+        assert rows_per_table(settings) == expected_per_table(events)
+        for table in ("order_events", "support_events", "web_events", "task_updates"):
+            count, unique = counts(settings, table)
+            assert count == unique, f"{table}: {count} rows for {unique} events"
+        # The restarted sink read the batch again and skipped every row the first one had stored.
+        wait_for(lambda: (read_status(settings) or {}).get("skipped_already_stored") == stored_by_the_first,
+                 timeout=10, what=f"the sink's status to report {stored_by_the_first} rows skipped as stored")
+    finally:
+        assert second.stop() == 0
+
+
+def test_poison_messages_go_to_the_dead_letter_topic_and_their_neighbours_land(stack_env, kafka_bootstrap, tmp_path):
+    prefix = stack_env["FOREWARN_TOPIC_PREFIX"]
+    codec = Codec()
+    good = [e for e in mixed_events(220, seed=3) if e[0] == "orders"]
+    valid = codec.encode("forewarn.OrderEvent", good[0][1])
+    poison = [
+        ("orders", b"not avro at all"),  # framing Python rejects
+        ("orders", valid[:-3]),  # a known schema, a cut-off body: only ClickHouse or a full decode notices
+    ]
+    produce(kafka_bootstrap, prefix, good[:10], raw=poison)
+    produce(kafka_bootstrap, prefix, good[10:])
+    settings = settings_of(stack_env)
+    sink = SinkProcess(stack_env, tmp_path / "sink.log").start()
+    try:
+        wait_for(lambda: sink.alive() and counts(settings, "order_events")[0] >= len(good), timeout=120,
+                 what="the valid orders in ClickHouse")
+        dead = read_raw(kafka_bootstrap, f"{prefix}{topics.DEAD_LETTERS.name}", expected=2, timeout=60)
+        assert sorted(m.value() for m in dead) == sorted(v for _, v in poison)
+        for message in dead:
+            headers = dlq.headers_dict(message.headers())
+            assert headers[dlq.SOURCE_TOPIC] == f"{prefix}orders"
+            assert headers[dlq.ERROR_CLASS] == "DecodeError"
+            assert headers[dlq.PROCESSOR] == "forewarn-sink"
+            assert headers[dlq.REASON] in ("unknown-framing", "body")
+            assert headers[dlq.MESSAGE]
+            assert int(headers[dlq.SOURCE_OFFSET]) >= 0 and headers[dlq.SOURCE_PARTITION].isdigit()
+        assert counts(settings, "order_events") == (len(good), len(good))
+        wait_for(lambda: group_lag(kafka_bootstrap, settings.topic("forewarn-sink"), sink_topic_names(settings)) == 0,
+                 timeout=60, what="the poisoned partition to be committed past the poison")
+    finally:
+        assert sink.stop() == 0
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_clickhouse_holds_offsets_and_the_sink_catches_up(stack_env, kafka_bootstrap, tmp_path):
+    events = mixed_events(330, seed=4)
+    produce(kafka_bootstrap, stack_env["FOREWARN_TOPIC_PREFIX"], events)
+    settings = settings_of(stack_env)
+    group = settings.topic("forewarn-sink")
+    down = SinkProcess(stack_env, tmp_path / "sink-down.log").start(
+        FOREWARN_CLICKHOUSE=f"http://127.0.0.1:{_closed_port()}")
+    try:
+        # It reads the events, cannot write them, holds them and retries.
+        wait_for(lambda: down.alive() and (read_status(settings) or {}).get("buffered") == len(events)
+                 and (read_status(settings) or {}).get("store_error"), timeout=120,
+                 what="the sink to hold every event while ClickHouse is unreachable")
+        assert "cannot write to ClickHouse" in down.log()
+        assert group_lag(kafka_bootstrap, group, sink_topic_names(settings)) == len(events)
+    finally:
+        assert down.stop() == 0
+    assert group_lag(kafka_bootstrap, group, sink_topic_names(settings)) == len(events), "nothing committed"
+    back = SinkProcess(stack_env, tmp_path / "sink-back.log").start()
+    try:
+        wait_for(lambda: back.alive() and group_lag(kafka_bootstrap, group, sink_topic_names(settings)) == 0,
+                 timeout=120, what="the sink to catch up once ClickHouse is back")
+        assert rows_per_table(settings) == expected_per_table(events)
+    finally:
+        assert back.stop() == 0
