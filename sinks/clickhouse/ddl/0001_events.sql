@@ -68,7 +68,7 @@ PARTITION BY toYYYYMM(ts)
 ORDER BY (sku, ts)
 SETTINGS non_replicated_deduplication_window = 1000;
 
--- Every version of every catalog item; catalog_latest has one row per SKU.
+-- Every version of every catalog item; catalog_latest (below) has one row per SKU.
 CREATE TABLE IF NOT EXISTS catalog_items
 (
     event_id          String,
@@ -88,7 +88,7 @@ ENGINE = MergeTree
 ORDER BY (sku, ts)
 SETTINGS non_replicated_deduplication_window = 1000;
 
--- Every version of every customer record; customers_latest has one row per customer.
+-- Every version of every customer record; customers_latest (below) has one row per customer.
 CREATE TABLE IF NOT EXISTS customers
 (
     event_id              String,
@@ -200,3 +200,17 @@ ENGINE = MergeTree
 PARTITION BY toYYYYMM(ts)
 ORDER BY (event_type, ts)
 SETTINGS non_replicated_deduplication_window = 1000;
+
+-- The current record of each catalog item and customer (the compacted topics' view).
+CREATE OR REPLACE VIEW catalog_latest AS
+SELECT sku, argMax(name, ts) AS name, argMax(category, ts) AS category, argMax(price_cents, ts) AS price_cents,
+       argMax(active, ts) AS active, max(ts) AS updated_at
+FROM catalog_items
+GROUP BY sku;
+
+CREATE OR REPLACE VIEW customers_latest AS
+SELECT customer_id, argMax(name, ts) AS name, argMax(tier, ts) AS tier,
+       argMax(lifetime_value_cents, ts) AS lifetime_value_cents, argMax(email, ts) AS email,
+       argMax(preferred_channel, ts) AS preferred_channel, argMax(language, ts) AS language, max(ts) AS updated_at
+FROM customers
+GROUP BY customer_id;

@@ -34,7 +34,8 @@ PARTITION BY toYYYYMM(detected_at)
 ORDER BY (rule, detected_at, alert_id)
 SETTINGS non_replicated_deduplication_window = 1000;
 
--- One row per alert: its latest message, when it opened and when it resolved.
+-- One row per alert: its latest message, when it opened and when it resolved
+-- (NULL while it is not).
 -- Messages of one alert share a dedup_key and so a partition: the highest
 -- offset is the latest.
 CREATE OR REPLACE VIEW alerts_latest AS
@@ -56,9 +57,9 @@ SELECT
     argMax(category, kafka_offset)     AS category,
     argMax(details, kafka_offset)      AS details,
     argMax(evidence, kafka_offset)     AS evidence,
-    minIf(event_ts, message_status = 'open')   AS opened_event_ts,
-    minIf(detected_at, message_status = 'open') AS opened_at,
-    maxIf(detected_at, message_status = 'resolved') AS resolved_at,
+    minIf(toNullable(event_ts), message_status = 'open')   AS opened_event_ts,
+    minIf(toNullable(detected_at), message_status = 'open') AS opened_at,
+    maxIf(toNullable(detected_at), message_status = 'resolved') AS resolved_at,
     max(detected_at)                   AS last_detected_at,
     count()                            AS messages
 FROM (SELECT *, status AS message_status FROM alerts)
