@@ -109,6 +109,13 @@ def group_lag(bootstrap: str, group: str, topic_names: list[str], timeout: float
     A partition the group has never committed counts in full, so a group that
     has not started yet is never mistaken for one that is done.
     """
+    behind = lag_by_partition(bootstrap, group, topic_names, timeout)
+    return None if behind is None else sum(behind.values())
+
+
+def lag_by_partition(bootstrap: str, group: str, topic_names: list[str],
+                     timeout: float = 10.0) -> dict[tuple[str, int], int] | None:
+    """Uncommitted messages per (topic, partition) of `topic_names` for `group`; None if unknown."""
     from confluent_kafka import ConsumerGroupTopicPartitions
     from confluent_kafka.admin import AdminClient
 
@@ -126,12 +133,11 @@ def group_lag(bootstrap: str, group: str, topic_names: list[str], timeout: float
     offsets = {(tp.topic, tp.partition): tp.offset for tp in committed.topic_partitions}
     probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group}-lag-probe"})
     try:
-        lag = 0
+        behind = {}
         for tp in partitions:
             low, high = probe.get_watermark_offsets(tp, timeout=timeout)
             done = offsets.get((tp.topic, tp.partition), -1)
-            lag += high - max(done, low) if done >= 0 else high - low
-        return lag
+            behind[(tp.topic, tp.partition)] = high - max(done, low) if done >= 0 else high - low
+        return behind
     finally:
         probe.close()
-

@@ -59,17 +59,27 @@ class ContainerFile:
                 + b"\x00")
         self.parts: list[bytes] = [_MAGIC + meta + self.sync]
         self.header_len = len(header)
+        self.count = 0
 
     def add(self, coordinates: bytes, offset: int, value: bytes) -> None:
         """Append one message; ``coordinates`` is the encoded topic, topic id and partition."""
-        record = coordinates + avro_long(offset) + value[self.header_len:]
-        self.parts.append(b"\x02" + avro_long(len(record)) + record + self.sync)
+        # The hot loop of the sink: pieces are joined once, in getvalue().
+        offset_bytes = _small_longs[offset] if offset < _SMALL else avro_long(offset)
+        size = len(coordinates) + len(offset_bytes) + len(value) - self.header_len
+        self.parts += (b"\x02", _small_longs[size] if size < _SMALL else avro_long(size), coordinates,
+                       offset_bytes, value[self.header_len:], self.sync)
+        self.count += 1
 
     def __len__(self) -> int:
-        return len(self.parts) - 1
+        return self.count
 
     def getvalue(self) -> bytes:
         return b"".join(self.parts)
+
+
+# Encoded longs 0.._SMALL-1, looked up instead of computed for record sizes and early offsets.
+_SMALL = 1 << 14
+_small_longs = [avro_long(n) for n in range(_SMALL)]
 
 
 def coordinates(topic: str, topic_id: str, partition: int) -> bytes:

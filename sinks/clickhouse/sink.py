@@ -49,7 +49,7 @@ from typing import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
 
-from schemas.codec import Codec, DecodeError, RegistryError
+from schemas.codec import SINGLE_OBJECT_MARKER, Codec, DecodeError, RegistryError
 from sinks import dlq
 from sinks.clickhouse.avro_blocks import ContainerFile, coordinates
 from sinks.clickhouse.tables import SINK_TOPICS, TABLE_FOR_TOPIC
@@ -85,7 +85,8 @@ class SinkStats:
     dead_letters: int = 0
     inserts: int = 0
     flushes: int = 0
-    last_flush_at: float | None = None
+    last_flush_at: float | None = None  # wall clock
+    first_message_at: float | None = None  # monotonic
     store_error: str | None = None
     per_table: dict[str, int] = field(default_factory=dict)
 
@@ -175,25 +176,35 @@ class _Group:
     table: str
     container: ContainerFile
     messages: list = field(default_factory=list)
+    # (topic, partition) -> [lowest offset, highest offset, messages]: what the dedup token names
+    ranges: dict = field(default_factory=dict)
     done: bool = False
 
-    def token(self) -> str:
-        ranges: dict[tuple[str, int], list[int]] = {}
-        for m in self.messages:
-            bounds = ranges.setdefault((m.topic(), m.partition()), [m.offset(), m.offset(), 0])
-            bounds[0] = min(bounds[0], m.offset())
-            bounds[1] = max(bounds[1], m.offset())
+    def add(self, message, topic: str, partition: int, offset: int, coords: bytes, value: bytes) -> None:
+        self.container.add(coords, offset, value)
+        self.messages.append(message)
+        bounds = self.ranges.get((topic, partition))
+        if bounds is None:
+            self.ranges[(topic, partition)] = [offset, offset, 1]
+        else:
+            if offset < bounds[0]:
+                bounds[0] = offset
+            if offset > bounds[1]:
+                bounds[1] = offset
             bounds[2] += 1
-        text = ";".join(f"{t}/{p}/{lo}-{hi}/{n}" for (t, p), (lo, hi, n) in sorted(ranges.items()))
+
+    def token(self) -> str:
+        text = ";".join(f"{t}/{p}/{lo}-{hi}/{n}" for (t, p), (lo, hi, n) in sorted(self.ranges.items()))
         return f"{self.table}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
 class DeadLetters:
     """Republishes unusable messages, unchanged, to the dead-letter topic with headers saying why."""
 
-    def __init__(self, producer: Producer | None, topic: str) -> None:
+    def __init__(self, producer: Producer, topic: str) -> None:
         self.producer, self.topic = producer, topic
         self._failed: list[str] = []
+        self._sent = 0
 
     def send(self, message, reason: str, error_class: str, text: str) -> None:
         headers = dlq.dead_letter_headers(
@@ -210,12 +221,16 @@ class DeadLetters:
             try:
                 self.producer.produce(self.topic, key=message.key(), value=message.value(), headers=headers,
                                       on_delivery=delivered)
+                self._sent += 1
                 return
             except BufferError:
                 self.producer.poll(0.1)
 
     def confirm(self, timeout: float = 30.0) -> None:
         """Wait until Kafka acknowledged every dead letter; raise if one was not (nothing is committed then)."""
+        if not self._sent:
+            return
+        self._sent = 0
         left = self.producer.flush(timeout)
         if left or self._failed:
             failed, self._failed = self._failed, []
@@ -238,12 +253,15 @@ class ClickHouseSink:
         self._batch: list | None = None  # being flushed; kept until it is all written
         self._groups: list[_Group] | None = None
         self._stored: dict[tuple[str, int], int] = {}  # (topic, partition) -> highest offset in ClickHouse
+        self._commits: dict[tuple[str, int], int] = {}
 
     # -- the two calls
 
     def add(self, message) -> None:
         if self._pending_since is None:
             self._pending_since = time.monotonic()
+            if self.stats.first_message_at is None:
+                self.stats.first_message_at = self._pending_since
         self._pending.append(message)
 
     def due(self, now: float | None = None) -> bool:
@@ -280,10 +298,7 @@ class ClickHouseSink:
                 self._write(group)
                 group.done = True
         self.dead_letters.confirm()
-        commits: dict[tuple[str, int], int] = {}
-        for m in self._batch:
-            key = (m.topic(), m.partition())
-            commits[key] = max(commits.get(key, -1), m.offset() + 1)
+        commits = self._commits
         self._batch, self._groups = None, None
         self.stats.flushes += 1
         self.stats.last_flush_at = time.time()
@@ -319,22 +334,32 @@ class ClickHouseSink:
         last_header: dict[tuple[str, int], bytes] = {}
         generation: dict[tuple[str, int], int] = {}
         encoded_coordinates: dict[tuple[str, int], bytes] = {}
+        # (topic, header) -> writer schema, for headers already checked in this batch
+        checked: dict[tuple[str, bytes], object] = {}
+        stored = self._stored
+        commits = self._commits = {}  # (topic, partition) -> the offset to commit once all is written
         for m in batch:
             topic, partition, offset = m.topic(), m.partition(), m.offset()
             key = (topic, partition)
-            if offset <= self._stored.get(key, -1):
+            if offset >= commits.get(key, 0):
+                commits[key] = offset + 1
+            if offset <= stored.get(key, -1):
                 self.stats.skipped_already_stored += 1
                 continue
-            table, schema = self.routes[topic]
-            value = m.value()
-            try:
-                header, entry = self.codec.writer_schema(value or b"", expected=schema)
-            except DecodeError as exc:
-                self._dead_letter(m, exc.reason, "DecodeError", str(exc))
-                continue
+            value = m.value() or b""
+            header = value[:10] if value[:2] == SINGLE_OBJECT_MARKER else value[:5]
+            entry = checked.get((topic, header))
+            if entry is None:
+                try:
+                    header, entry = self.codec.writer_schema(value, expected=self.routes[topic][1])
+                except DecodeError as exc:
+                    self._dead_letter(m, exc.reason, "DecodeError", str(exc))
+                    continue
+                checked[(topic, header)] = entry
             if last_header.get(key, header) != header:
                 generation[key] = generation.get(key, 0) + 1
             last_header[key] = header
+            table = self.routes[topic][0]
             group_key = (generation.get(key, 0), table, header)
             group = groups.get(group_key)
             if group is None:
@@ -343,8 +368,7 @@ class ClickHouseSink:
             coords = encoded_coordinates.get(key)
             if coords is None:
                 coords = encoded_coordinates[key] = coordinates(topic, self.topic_ids.get(topic, ""), partition)
-            group.container.add(coords, offset, value)
-            group.messages.append(m)
+            group.add(m, topic, partition, offset, coords, value)
         return [groups[k] for k in sorted(order, key=lambda k: k[0])]
 
     def _learn_stored_offsets(self, batch: list) -> None:
@@ -366,7 +390,7 @@ class ClickHouseSink:
         except Exception as exc:  # noqa: BLE001 - ClickHouse refused the data: find the messages at fault
             self._write_without_bad_messages(group, exc)
             return
-        self._stored_up_to(group.messages, group.table)
+        self._stored_up_to(group)
 
     def _write_without_bad_messages(self, group: _Group, refusal: Exception) -> None:
         """ClickHouse refused a block: dead-letter the messages Python cannot decode either, write the rest.
@@ -398,25 +422,23 @@ class ClickHouseSink:
             raise
         except Exception as exc:  # noqa: BLE001
             raise StoreRefused(f"ClickHouse refuses valid rows for table {group.table}: {_one_line(exc)}") from exc
-        self._stored_up_to(good, group.table)
+        self._stored_up_to(retry)
 
     def _group_of(self, table: str, messages: list) -> _Group:
         header, entry = self.codec.writer_schema(messages[0].value())
         group = _Group(table, ContainerFile(entry, header))
         for m in messages:
-            group.container.add(coordinates(m.topic(), self.topic_ids.get(m.topic(), ""), m.partition()),
-                                m.offset(), m.value())
-            group.messages.append(m)
+            coords = coordinates(m.topic(), self.topic_ids.get(m.topic(), ""), m.partition())
+            group.add(m, m.topic(), m.partition(), m.offset(), coords, m.value())
         return group
 
-    def _stored_up_to(self, messages: list, table: str) -> None:
-        for m in messages:
-            key = (m.topic(), m.partition())
-            if m.offset() > self._stored.get(key, -1):
-                self._stored[key] = m.offset()
+    def _stored_up_to(self, group: _Group) -> None:
+        for key, (_, highest, _) in group.ranges.items():
+            if highest > self._stored.get(key, -1):
+                self._stored[key] = highest
         self.stats.inserts += 1
-        self.stats.stored_rows += len(messages)
-        self.stats.per_table[table] = self.stats.per_table.get(table, 0) + len(messages)
+        self.stats.stored_rows += len(group.messages)
+        self.stats.per_table[group.table] = self.stats.per_table.get(group.table, 0) + len(group.messages)
 
     def _dead_letter(self, message, reason: str, error_class: str, text: str) -> None:
         self.dead_letters.send(message, reason, error_class, text)
@@ -475,8 +497,11 @@ def read_status(settings: Settings) -> dict | None:
 
 
 def run_sink(settings: Settings, bootstrap: str, stop: threading.Event, store: Store,
-             limits: SinkLimits = SinkLimits(), on_ready: Callable[[], None] | None = None) -> None:
-    """Consume, batch and write until ``stop`` is set; flush and commit what is buffered on the way out."""
+             limits: SinkLimits = SinkLimits(), observe: Callable[[ClickHouseSink], None] | None = None) -> None:
+    """Consume, batch and write until ``stop`` is set; flush and commit what is buffered on the way out.
+
+    ``observe`` is handed the sink once it exists (the benchmark reads its statistics).
+    """
     from streams.brokers import confluent_producer_overrides, session_timeout_s
     from streams.produce import quiet_client_logger
 
@@ -487,6 +512,8 @@ def run_sink(settings: Settings, bootstrap: str, stop: threading.Event, store: S
     dead = DeadLetters(producer, settings.topic(topics.DEAD_LETTERS.name))
     sink = ClickHouseSink(store, codec, dead, settings, limits)
     sink.topic_ids = topic_ids(bootstrap, names)
+    if observe is not None:
+        observe(sink)
     consumer = Consumer({
         "bootstrap.servers": bootstrap,
         "group.id": settings.topic(GROUP),
@@ -544,7 +571,6 @@ def run_sink(settings: Settings, bootstrap: str, stop: threading.Event, store: S
     retry_at = 0.0
     last_status = 0.0
     last_complaint = 0.0
-    ready_told = False
     try:
         while not stop.is_set():
             now = time.monotonic()
@@ -581,9 +607,6 @@ def run_sink(settings: Settings, bootstrap: str, stop: threading.Event, store: S
             if now - last_status > 1.0:
                 write_status(settings, sink, len(state["assigned"]), state["paused"])
                 last_status = now
-                if not ready_told and state["assigned"] and on_ready is not None:
-                    on_ready()
-                    ready_told = True
         # Stopping: write and commit what is buffered, if ClickHouse lets us.
         try:
             commit(sink.flush())

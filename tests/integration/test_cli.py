@@ -172,6 +172,20 @@ def test_up_runs_the_stack_commands_beside_it_find_it_and_a_restart_starts_clean
             assert json.loads(alert["details"]["lines_json"])[0]["short"] == 2
             # The alert came from up's prefixed topics, which the commands found without being told.
             assert [a["order_id"] for a in read_alerts(bootstrap, prefix)] == ["O1"]
+
+            # up's sink writes it to ClickHouse; `forewarn sql` reaches the store through the sink.
+            # The store outlives the embedded broker: run 2's alert is a new message of a new topic
+            # (its offsets start again at 0) and is stored beside run 1's, not skipped.
+            def stored_alerts():
+                out = run_forewarn(["sql", "SELECT order_id, status, kafka_offset FROM alerts WHERE rule = "
+                                           "'out_of_stock_open_order' ORDER BY inserted_at", "--format", "json"],
+                                   beside)
+                assert out.returncode == 0, out.stderr
+                rows = [json.loads(line) for line in out.stdout.splitlines()]
+                return rows if len(rows) == run else None
+
+            rows = wait_for(stored_alerts, timeout=60, what=f"{run} alert(s) in ClickHouse")
+            assert rows == [{"order_id": "O1", "status": "open", "kafka_offset": 0}] * run
         finally:
             up.send_signal(signal.SIGTERM)
             out, _ = up.communicate(timeout=60)
@@ -203,3 +217,13 @@ def test_demo_prints_out_of_stock_alerts_with_short_lines_and_alternatives(tmp_p
     assert "RESOLVED" in out
     summary = out[out.index("Summary:"):]
     assert "out_of_stock_open_order" in summary and "What to try next" in summary
+    # The sink wrote everything to ClickHouse before the demo stopped; `forewarn sql` then opens the
+    # store itself and answers with the alerts the demo printed.
+    assert "In ClickHouse" in summary and "order_events" in summary
+    opened = out.count("OPEN     warning  cs      out_of_stock_open_order") + \
+        out.count("OPEN     critical cs      out_of_stock_open_order")
+    stored = subprocess.run([sys.executable, "-m", "streams", "sql", "SELECT count() FROM alerts_latest WHERE rule = "
+                             "'out_of_stock_open_order'", "--format", "csv"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert stored.returncode == 0, stored.stderr
+    assert stored.stdout.split() == ["count()", str(opened)]

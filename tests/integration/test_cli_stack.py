@@ -132,7 +132,7 @@ def test_a_second_up_on_the_same_data_directory_is_refused_and_the_first_keeps_w
     assert first.returncode == 0, out
 
 
-def test_a_killed_up_takes_its_broker_and_worker_with_it_and_the_next_up_replaces_its_record(tmp_path):
+def test_a_killed_up_takes_its_broker_worker_and_sink_with_it_and_the_next_up_replaces_its_record(tmp_path):
     data_dir = tmp_path / "data"
     env = clean_env(data_dir)
     up = start(["up"], env, tmp_path / "up.log")
@@ -140,11 +140,11 @@ def test_a_killed_up_takes_its_broker_and_worker_with_it_and_the_next_up_replace
     try:
         wait_until_up(up, data_dir)
         children = children_of(up.pid)
-        assert len(children) == 2, children  # the embedded broker and one worker
+        assert len(children) == 3, children  # the embedded broker, one worker and the sink
         up.kill()  # no chance to stop anything
         up.wait(timeout=30)
         wait_for(lambda: not any(running(pid) for pid in children), timeout=30,
-                 what=f"the broker and worker {sorted(children)} to die with forewarn up")
+                 what=f"the broker, worker and sink {sorted(children)} to die with forewarn up")
     finally:
         stop(up)
         kill_leftovers(children)
@@ -161,7 +161,7 @@ def test_a_killed_up_takes_its_broker_and_worker_with_it_and_the_next_up_replace
     assert again.returncode == 0, out
 
 
-def test_sigterm_stops_the_demo_and_its_worker_and_broker(tmp_path):
+def test_sigterm_stops_the_demo_and_its_worker_sink_and_broker(tmp_path):
     data_dir = tmp_path / "demo"
     demo = start(["demo", "--duration", "30"], clean_env(data_dir), tmp_path / "demo.log")
     children: set[int] = set()
@@ -170,7 +170,7 @@ def test_sigterm_stops_the_demo_and_its_worker_and_broker(tmp_path):
         wait_for(lambda: demo.poll() is not None or ready.exists(), timeout=120, what="the demo's worker")
         assert demo.poll() is None, output(demo)
         children = children_of(demo.pid)
-        assert len(children) == 2, children  # the embedded broker and the worker
+        assert len(children) == 3, children  # the embedded broker, the worker and the sink
         started = time.monotonic()
         out = stop(demo, signal.SIGTERM, timeout=60)
         assert time.monotonic() - started < 45
