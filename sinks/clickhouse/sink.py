@@ -22,7 +22,7 @@ everything at or below. For that to be exact, one partition's messages are
 always stored as a prefix: a partition's messages go into one insert per
 table, split only where the writer schema changes, and those inserts run in
 offset order. Each insert also carries a deterministic deduplication token
-(table, writer schema and offset ranges), so an insert that is retried after
+(table, topic ids and offset ranges), so an insert that is retried after
 an unclear failure (a timeout after ClickHouse had written it) is not stored
 twice either.
 
@@ -178,6 +178,8 @@ class _Group:
     messages: list = field(default_factory=list)
     # (topic, partition) -> [lowest offset, highest offset, messages]: what the dedup token names
     ranges: dict = field(default_factory=dict)
+    # topic -> Kafka's topic id, so that a recreated topic's offsets never repeat an old token
+    topic_ids: dict = field(default_factory=dict)
     done: bool = False
 
     def add(self, message, topic: str, partition: int, offset: int, coords: bytes, value: bytes) -> None:
@@ -194,7 +196,8 @@ class _Group:
             bounds[2] += 1
 
     def token(self) -> str:
-        text = ";".join(f"{t}/{p}/{lo}-{hi}/{n}" for (t, p), (lo, hi, n) in sorted(self.ranges.items()))
+        text = ";".join(f"{t}/{self.topic_ids.get(t, '')}/{p}/{lo}-{hi}/{n}"
+                        for (t, p), (lo, hi, n) in sorted(self.ranges.items()))
         return f"{self.table}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
@@ -363,7 +366,7 @@ class ClickHouseSink:
             group_key = (generation.get(key, 0), table, header)
             group = groups.get(group_key)
             if group is None:
-                group = groups[group_key] = _Group(table, ContainerFile(entry, header))
+                group = groups[group_key] = _Group(table, ContainerFile(entry, header), topic_ids=self.topic_ids)
                 order.append(group_key)
             coords = encoded_coordinates.get(key)
             if coords is None:
@@ -426,7 +429,7 @@ class ClickHouseSink:
 
     def _group_of(self, table: str, messages: list) -> _Group:
         header, entry = self.codec.writer_schema(messages[0].value())
-        group = _Group(table, ContainerFile(entry, header))
+        group = _Group(table, ContainerFile(entry, header), topic_ids=self.topic_ids)
         for m in messages:
             coords = coordinates(m.topic(), self.topic_ids.get(m.topic(), ""), m.partition())
             group.add(m, m.topic(), m.partition(), m.offset(), coords, m.value())
