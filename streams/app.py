@@ -46,6 +46,8 @@ class Worker:
     dead_lettered: int = 0
     # Full names of the topics the agents read; the clock watches these partitions.
     clocked_topics: set[str] = field(default_factory=set)
+    # orders partition -> (watermark, wall ms) of the last progress marker this worker sent for it
+    markers_sent: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def channel(self, *specs: topics.TopicSpec) -> faust.TopicT:
         """One channel over several co-partitioned topics (same key, same partition count)."""
@@ -123,21 +125,36 @@ def worker_is_ready(settings: Settings) -> bool:
     return (worker_datadir(settings) / "ready").exists()
 
 
+# How often an unchanged progress marker is repeated (see send_order_watermarks).
+MARKER_REFRESH_MS = 60_000
+
+
 async def send_order_watermarks(worker: Worker, assigned) -> None:
     """Tell every SKU-stage partition how far each orders partition this worker reads has got.
 
     The SKU stage applies stock and order lines in event-time order; it needs
-    to know that no order line older than some time is still on its way.
+    to know that no order line older than some time is still on its way. A
+    marker that says nothing new is sent again only every MARKER_REFRESH_MS:
+    the SKU stage keeps the last one in a table, and an idle stack should not
+    write (and leave uncommitted) a stream of repeated markers.
     """
     orders = worker.settings.topic(topics.ORDERS.name)
     lines = worker.out[topics.ORDER_LINES.name]
     now = wall_ms()
+    mine = {tp.partition for tp in assigned if tp.topic == orders}
+    # A partition that comes back after a rebalance gets a marker at once.
+    for partition in set(worker.markers_sent) - mine:
+        del worker.markers_sent[partition]
     for tp in assigned:
         if tp.topic != orders:
             continue
         watermark = worker.clock.watermark_of((tp.topic, tp.partition))
         if watermark is None:
             continue
+        last = worker.markers_sent.get(tp.partition)
+        if last is not None and last[0] == watermark and now - last[1] < MARKER_REFRESH_MS:
+            continue
+        worker.markers_sent[tp.partition] = (watermark, now)
         value = worker.codec.encode(topics.WATERMARK_SCHEMA, {
             "source": f"{topics.ORDERS.name}:{tp.partition}", "watermark": watermark, "sent_at": now})
         for partition in range(worker.settings.partitions):
