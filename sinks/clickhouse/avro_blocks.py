@@ -8,9 +8,11 @@ schema with the Kafka coordinate fields put in front, and ClickHouse parses
 the file with ``INSERT ... FORMAT Avro``, mapping fields to columns by name.
 
 Each message gets its own container block (count 1, byte size, body, sync
-marker). A block's size bounds its record, so a body with bytes missing or
-left over makes ClickHouse fail on the sync marker rather than read the next
-record from the wrong place; the sink then finds the bad message in Python.
+marker), so a bad body cannot shift the records after it: one cut short makes
+ClickHouse fail on the block, and the sink then finds the bad message in
+Python. (ClickHouse does not check that a block is used up: a body with bytes
+left over after a whole record is stored as that record, where Python's
+decoder would have refused it.)
 """
 
 from __future__ import annotations

@@ -77,14 +77,23 @@ def plain(value):
     return str(value)
 
 
-def run_on_client(client, sql: str, write: bool = False, lock: threading.Lock | None = None) -> QueryResult:
-    settings = {} if write else {"readonly": 2}
+# Limits on queries the sink serves for others: the sink's own writes wait while one runs, and a
+# consumer that does not poll for max.poll.interval.ms (5 minutes) is put out of its group.
+ENDPOINT_LIMITS = {"max_execution_time": 120, "max_result_rows": 1_000_000, "max_result_bytes": 1_000_000_000}
+
+
+def run_on_client(client, sql: str, write: bool = False, lock: threading.Lock | None = None,
+                  limits: dict | None = None) -> QueryResult:
+    """Run ``sql``; ``client`` is a client or a function returning one (resolved under ``lock``)."""
+    settings = dict(limits or {})
+    if not write:
+        settings["readonly"] = 2
     try:
         if lock is not None:
             with lock:
-                result = client.query(sql, settings=settings)
+                result = (client() if callable(client) else client).query(sql, settings=settings)
         else:
-            result = client.query(sql, settings=settings)
+            result = (client() if callable(client) else client).query(sql, settings=settings)
     except Exception as exc:  # noqa: BLE001 - ClickHouse's own message is the useful part
         raise QueryError(" ".join(str(exc).split())) from exc
     types = [getattr(t, "name", str(t)) for t in result.column_types]
@@ -118,7 +127,7 @@ class QueryEndpoint:
                     self._reply(400, {"error": f"bad request: {exc}"})
                     return
                 try:
-                    self._reply(200, run_on_client(client_of(), sql, write, lock).to_json())
+                    self._reply(200, run_on_client(client_of, sql, write, lock, ENDPOINT_LIMITS).to_json())
                 except QueryError as exc:
                     self._reply(400, {"error": str(exc)})
                 except Exception as exc:  # noqa: BLE001 - the store is not open (yet)
@@ -166,6 +175,11 @@ class QueryEndpoint:
         self.server.server_close()
 
 
+def _refused(exc: BaseException) -> bool:
+    reason = getattr(exc, "reason", exc)
+    return isinstance(reason, ConnectionRefusedError)
+
+
 def _running_endpoint(settings: Settings) -> dict | None:
     from streams.settings import _process_alive
 
@@ -201,10 +215,12 @@ def run_query(settings: Settings, sql: str, write: bool = False, timeout: float 
                 raise QueryError(message) from None
             raise SettingsError(f"the sink (process {endpoint['pid']}) could not run the query: {message}") from None
         except (urlerror.URLError, OSError) as exc:
-            raise SettingsError(
-                f"the sink (process {endpoint['pid']}) holds the chDB store in {settings.data_dir} but its query "
-                f"endpoint {endpoint['url']} does not answer ({exc}); try again, or stop it"
-            ) from None
+            if not _refused(exc):
+                raise SettingsError(
+                    f"the sink (process {endpoint['pid']}) holds the chDB store in {settings.data_dir} but its "
+                    f"query endpoint {endpoint['url']} does not answer ({exc}); try again, or stop it"
+                ) from None
+            # Nothing listens there: the file is a killed sink's, and its process id was reused.
     from sinks.clickhouse.migrate import apply_migrations
 
     client = open_store(settings)

@@ -15,16 +15,19 @@ headers naming the source topic, partition, offset, error class and message;
 its neighbours land.
 
 No duplicates. A crash between insert and commit makes the next owner of the
-partition read the batch again. Every row carries its Kafka coordinates, and
-before writing a partition for the first time after it was assigned, the sink
-asks ClickHouse for the highest offset already stored for it and skips
-everything at or below. For that to be exact, one partition's messages are
-always stored as a prefix: a partition's messages go into one insert per
-table, split only where the writer schema changes, and those inserts run in
-offset order. Each insert also carries a deterministic deduplication token
-(table, topic ids and offset ranges), so an insert that is retried after
-an unclear failure (a timeout after ClickHouse had written it) is not stored
-twice either.
+partition read the batch again. Every row carries its Kafka coordinates
+(with the topic's id, which changes when a topic is recreated), and before
+writing a partition for the first time after it was assigned, the sink asks
+ClickHouse which offsets from the partition's first uncommitted one on are
+already stored, and skips exactly those. (Exactly those, not everything up to
+the highest: ClickHouse stores one insert as one part per month partition, so
+a crash can leave a later month's rows stored and an earlier month's not.)
+Each insert also carries a deterministic deduplication token (table, topic
+ids and offset ranges), so an insert that is retried after an unclear
+failure (a timeout after ClickHouse had written it) is not stored twice
+either. The materialized views (order lines, hourly complaint counts) are
+filled by the same insert; a crash at the instant between a table's part and
+its view's part can leave the view short of that insert's rows.
 
 Fault injection: with FOREWARN_SINK_KILL_AFTER_FLUSHES=N the process kills
 itself with SIGKILL after its N-th flush that wrote rows, before committing
@@ -140,22 +143,25 @@ class Store:
                 raise StoreUnavailable(_one_line(exc)) from exc
             raise
 
-    def stored_offsets(self, table: str, topic: str) -> dict[tuple[str, int], int]:
-        """Highest offset stored per (topic id, partition) of ``topic`` in ``table``."""
+    def stored_offsets(self, table: str, topic: str, topic_id: str,
+                       from_offsets: dict[int, int]) -> dict[int, set[int]]:
+        """Offsets of ``topic``'s partitions already in ``table``, from each partition's given offset on."""
+        where = " OR ".join(f"(kafka_partition = {int(p)} AND kafka_offset >= {int(o)})"
+                            for p, o in sorted(from_offsets.items()))
         try:
             with self.lock:
                 rows = self.client.query(
-                    f"SELECT kafka_topic_id, kafka_partition, max(kafka_offset) FROM {table} "
-                    f"WHERE kafka_topic = {{topic:String}} GROUP BY kafka_topic_id, kafka_partition",
-                    parameters={"topic": topic}).result_rows
+                    f"SELECT kafka_partition, groupArray(kafka_offset) FROM {table} "
+                    f"WHERE kafka_topic = {{topic:String}} AND kafka_topic_id = {{topic_id:String}} AND ({where}) "
+                    f"GROUP BY kafka_partition",
+                    parameters={"topic": topic, "topic_id": topic_id}).result_rows
         except StoreUnavailable:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - a read that failed is retried, whatever the reason
             if _unreachable(exc):
                 self._client = None
-                raise StoreUnavailable(_one_line(exc)) from exc
-            raise
-        return {(topic_id, int(partition)): int(offset) for topic_id, partition, offset in rows}
+            raise StoreUnavailable(f"reading the offsets stored in {table}: {_one_line(exc)}") from exc
+        return {int(partition): set(offsets) for partition, offsets in rows}
 
 
 def _unreachable(exc: BaseException) -> bool:
@@ -202,12 +208,16 @@ class _Group:
 
 
 class DeadLetters:
-    """Republishes unusable messages, unchanged, to the dead-letter topic with headers saying why."""
+    """Republishes unusable messages, unchanged, to the dead-letter topic with headers saying why.
+
+    ``confirm`` returns only when Kafka acknowledged every dead letter sent so
+    far; one that failed is produced again and ``confirm`` raises, so the
+    caller retries before it stores anything after it.
+    """
 
     def __init__(self, producer: Producer, topic: str) -> None:
         self.producer, self.topic = producer, topic
-        self._failed: list[str] = []
-        self._sent = 0
+        self._failed: list[tuple[bytes | None, bytes | None, list]] = []
 
     def send(self, message, reason: str, error_class: str, text: str) -> None:
         headers = dlq.dead_letter_headers(
@@ -215,30 +225,31 @@ class DeadLetters:
             offset=message.offset(), processor=PROCESSOR, now_ms=int(time.time() * 1000), error_class=error_class)
         log.warning("dead letter: %s[%d]@%d: %s (%s)", message.topic(), message.partition(), message.offset(),
                     reason, text)
+        self._produce(message.key(), message.value(), headers)
 
+    def _produce(self, key, value, headers) -> None:
         def delivered(err, _msg) -> None:
             if err is not None:
-                self._failed.append(str(err))
+                self._failed.append((key, value, headers))
 
         while True:
             try:
-                self.producer.produce(self.topic, key=message.key(), value=message.value(), headers=headers,
-                                      on_delivery=delivered)
-                self._sent += 1
+                self.producer.produce(self.topic, key=key, value=value, headers=headers, on_delivery=delivered)
                 return
             except BufferError:
                 self.producer.poll(0.1)
 
     def confirm(self, timeout: float = 30.0) -> None:
         """Wait until Kafka acknowledged every dead letter; raise if one was not (nothing is committed then)."""
-        if not self._sent:
+        if not len(self.producer) and not self._failed:
             return
-        self._sent = 0
         left = self.producer.flush(timeout)
-        if left or self._failed:
-            failed, self._failed = self._failed, []
+        failed, self._failed = self._failed, []
+        for key, value, headers in failed:
+            self._produce(key, value, headers)  # kept in the producer until it is acknowledged
+        if left or failed:
             raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT,
-                                            f"dead letters not acknowledged: {left} pending, failures {failed[:3]}"))
+                                            f"{left + len(failed)} dead letters not acknowledged by Kafka yet"))
 
 
 class ClickHouseSink:
@@ -255,7 +266,9 @@ class ClickHouseSink:
         self._pending_since: float | None = None
         self._batch: list | None = None  # being flushed; kept until it is all written
         self._groups: list[_Group] | None = None
-        self._stored: dict[tuple[str, int], int] = {}  # (topic, partition) -> highest offset in ClickHouse
+        # (topic, partition) -> offsets found in ClickHouse when the partition was first written after
+        # being assigned (what a crashed predecessor stored and did not commit); skipped exactly.
+        self._stored: dict[tuple[str, int], set[int]] = {}
         self._commits: dict[tuple[str, int], int] = {}
 
     # -- the two calls
@@ -302,6 +315,10 @@ class ClickHouseSink:
                 group.done = True
         self.dead_letters.confirm()
         commits = self._commits
+        for key, offset in commits.items():
+            skip = self._stored.get(key)
+            if skip:  # offsets below the commit will not be read again
+                self._stored[key] = {o for o in skip if o >= offset}
         self._batch, self._groups = None, None
         self.stats.flushes += 1
         self.stats.last_flush_at = time.time()
@@ -346,7 +363,7 @@ class ClickHouseSink:
             key = (topic, partition)
             if offset >= commits.get(key, 0):
                 commits[key] = offset + 1
-            if offset <= stored.get(key, -1):
+            if offset in stored[key]:
                 self.stats.skipped_already_stored += 1
                 continue
             value = m.value() or b""
@@ -375,16 +392,24 @@ class ClickHouseSink:
         return [groups[k] for k in sorted(order, key=lambda k: k[0])]
 
     def _learn_stored_offsets(self, batch: list) -> None:
-        unknown = {(m.topic(), m.partition()) for m in batch} - set(self._stored)
-        for topic in sorted({t for t, _ in unknown}):
+        lowest: dict[tuple[str, int], int] = {}
+        for m in batch:
+            key = (m.topic(), m.partition())
+            if key not in self._stored and m.offset() < lowest.get(key, m.offset() + 1):
+                lowest[key] = m.offset()
+        for topic in sorted({t for t, _ in lowest}):
+            if topic not in self.topic_ids:
+                raise StoreUnavailable(f"the id of topic {topic} is not known yet")
             table, _ = self.routes[topic]
-            stored = self.store.stored_offsets(table, topic)
-            topic_id = self.topic_ids.get(topic, "")
-            for t, partition in unknown:
+            stored = self.store.stored_offsets(table, topic, self.topic_ids[topic],
+                                               {p: o for (t, p), o in lowest.items() if t == topic})
+            for (t, partition) in lowest:
                 if t == topic:
-                    self._stored[(t, partition)] = stored.get((topic_id, partition), -1)
+                    self._stored[(t, partition)] = stored.get(partition, set())
 
     def _write(self, group: _Group) -> None:
+        if not group.messages:
+            return
         try:
             self.store.insert_avro(group.table, group.container.getvalue(), group.token())
         except StoreUnavailable as exc:
@@ -416,9 +441,12 @@ class ClickHouseSink:
             raise StoreRefused(f"ClickHouse refuses valid rows for table {group.table}: {_one_line(refusal)}") \
                 from refusal
         self.dead_letters.confirm()
+        # From now on this group is its good rows only: a retry does not dead-letter again.
+        retry = self._group_of(group.table, good) if good else None
+        group.container, group.messages, group.ranges = (retry.container, retry.messages, retry.ranges) if good \
+            else (group.container, [], {})
         if not good:
             return
-        retry = self._group_of(group.table, good)
         try:
             self.store.insert_avro(group.table, retry.container.getvalue(), retry.token())
         except StoreUnavailable:
@@ -436,9 +464,6 @@ class ClickHouseSink:
         return group
 
     def _stored_up_to(self, group: _Group) -> None:
-        for key, (_, highest, _) in group.ranges.items():
-            if highest > self._stored.get(key, -1):
-                self._stored[key] = highest
         self.stats.inserts += 1
         self.stats.stored_rows += len(group.messages)
         self.stats.per_table[group.table] = self.stats.per_table.get(group.table, 0) + len(group.messages)
@@ -451,25 +476,38 @@ class ClickHouseSink:
 # ---------------------------------------------------------------- running it
 
 
-def topic_ids(bootstrap: str, names: list[str], timeout: float = 10.0) -> dict[str, str]:
-    """Kafka's id for each topic (it changes when a topic is deleted and created again); '' if unknown."""
+def topic_ids(bootstrap: str, names: list[str], timeout: float = 10.0) -> dict[str, str | None]:
+    """Kafka's id for each topic (it changes when a topic is deleted and created again).
+
+    '' for a broker that has no topic ids (the all-zero id); None where the
+    broker did not answer, which the caller retries.
+    """
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    ids = {}
+    ids: dict[str, str | None] = {name: None for name in names}
     try:
         futures = admin.describe_topics(TopicCollection(names), request_timeout=timeout)
     except KafkaException:
-        return {name: "" for name in names}
+        return ids
     for name, future in futures.items():
         try:
             description = future.result(timeout=timeout)
-            ids[name] = str(description.topic_id) if description.topic_id is not None else ""
-        except Exception:  # noqa: BLE001 - a broker without topic ids: offsets alone then
-            ids[name] = ""
-    if set(ids.values()) == {"AAAAAAAAAAAAAAAAAAAAAA"}:  # the all-zero id of brokers without topic ids
-        ids = {name: "" for name in ids}
+        except Exception:  # noqa: BLE001 - unanswered: None, retried
+            continue
+        topic_id = str(description.topic_id) if description.topic_id is not None else ""
+        ids[name] = "" if topic_id.strip("A") == "" else topic_id
     return ids
+
+
+def _failed_dependency(exc: BaseException) -> str:
+    if isinstance(exc, StoreUnavailable):
+        return "ClickHouse"
+    if isinstance(exc, RegistryError):
+        return "the schema registry"
+    if isinstance(exc, KafkaException):
+        return "Kafka"
+    return type(exc).__name__
 
 
 def status_path(settings: Settings) -> Path:
@@ -514,7 +552,6 @@ def run_sink(settings: Settings, bootstrap: str, stop: threading.Event, store: S
                          **confluent_producer_overrides(bootstrap)})
     dead = DeadLetters(producer, settings.topic(topics.DEAD_LETTERS.name))
     sink = ClickHouseSink(store, codec, dead, settings, limits)
-    sink.topic_ids = topic_ids(bootstrap, names)
     if observe is not None:
         observe(sink)
     consumer = Consumer({
@@ -525,7 +562,9 @@ def run_sink(settings: Settings, bootstrap: str, stop: threading.Event, store: S
         "session.timeout.ms": int(session_timeout_s(settings, bootstrap) * 1000),
         "logger": quiet_client_logger(),
     })
-    state = {"paused": False, "assigned": set()}
+    # paused: consumption stopped while a write fails; repause: a rebalance brought partitions
+    # that must be paused too; ids_wanted: topics assigned whose id must be (re)read.
+    state = {"paused": False, "repause": False, "assigned": set(), "ids_wanted": set()}
 
     def commit(offsets: list[TopicPartition]) -> None:
         mine = [tp for tp in offsets if (tp.topic, tp.partition) in state["assigned"]]
@@ -539,16 +578,19 @@ def run_sink(settings: Settings, bootstrap: str, stop: threading.Event, store: S
 
     def on_assign(_consumer, partitions) -> None:
         state["assigned"] |= {(tp.topic, tp.partition) for tp in partitions}
-        if state["paused"]:
-            consumer.pause(partitions)
+        # A topic deleted and created again keeps its name but not its id: read it on every assignment.
+        state["ids_wanted"] |= {tp.topic for tp in partitions}
+        # The partitions are assigned when this returns; the loop pauses them then if it must.
+        state["repause"] = state["paused"]
 
     def on_revoke(_consumer, partitions) -> None:
         # Write what we hold for the partitions leaving us while we still own them.
         try:
+            learn_topic_ids()
             commit(sink.flush())
-        except (StoreUnavailable, KafkaException, RegistryError) as exc:
+        except Exception as exc:  # noqa: BLE001 - nothing was committed; the next owner reads it again
             log.warning("could not write the batch before giving partitions away (%s); their next owner "
-                        "reads it again", exc)
+                        "reads it again", _one_line(exc))
         sink.forget(partitions)
         state["assigned"] -= {(tp.topic, tp.partition) for tp in partitions}
 
@@ -558,7 +600,19 @@ def run_sink(settings: Settings, bootstrap: str, stop: threading.Event, store: S
 
     kill_after = int(os.environ.get("FOREWARN_SINK_KILL_AFTER_FLUSHES") or 0)
 
+    def learn_topic_ids() -> None:
+        wanted = sorted(state["ids_wanted"])
+        if not wanted:
+            return
+        found = topic_ids(bootstrap, wanted)
+        unknown = [t for t in wanted if found.get(t) is None]
+        sink.topic_ids.update({t: i for t, i in found.items() if i is not None})
+        state["ids_wanted"] = set(unknown)
+        if unknown:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"could not read the ids of {', '.join(unknown)}"))
+
     def flush_and_commit() -> None:
+        learn_topic_ids()
         stored_before = sink.stats.stored_rows
         offsets = sink.flush()
         if kill_after and sink.stats.stored_rows > stored_before:
@@ -577,21 +631,30 @@ def run_sink(settings: Settings, bootstrap: str, stop: threading.Event, store: S
     try:
         while not stop.is_set():
             now = time.monotonic()
+            if state["repause"]:
+                consumer.pause(consumer.assignment())
+                state["repause"] = False
+            if state["paused"] and not sink.buffered and now >= retry_at:
+                # A rebalance took the batch that could not be written: try with what comes next.
+                consumer.resume(consumer.assignment())
+                state["paused"] = False
             if sink.due(now) and now >= retry_at:
                 try:
                     flush_and_commit()
                     if state["paused"]:
-                        log.warning("ClickHouse answers again; resuming")
-                        consumer.resume([TopicPartition(t, p) for t, p in state["assigned"]])
+                        print("forewarn sink: writing again; resuming", flush=True)
+                        consumer.resume(consumer.assignment())
                         state["paused"] = False
                     backoff = limits.min_backoff_s
-                except (StoreUnavailable, RegistryError, KafkaException) as exc:
-                    sink.stats.store_error = _one_line(exc)
+                except Exception as exc:  # noqa: BLE001 - whatever failed, the batch is kept and retried
+                    sink.stats.store_error = f"{_failed_dependency(exc)}: {_one_line(exc)}"
+                    if not isinstance(exc, (StoreUnavailable, RegistryError, KafkaException)):
+                        log.exception("unexpected failure writing a batch; retrying")
                     if not state["paused"]:
-                        consumer.pause([TopicPartition(t, p) for t, p in state["assigned"]])
+                        consumer.pause(consumer.assignment())
                         state["paused"] = True
                     if now - last_complaint > 30 or backoff == limits.min_backoff_s:
-                        print(f"forewarn sink: cannot write to ClickHouse ({_one_line(exc)}); holding "
+                        print(f"forewarn sink: cannot write ({sink.stats.store_error}); holding "
                               f"{sink.buffered} messages uncommitted, retrying in {backoff:.1f}s", flush=True)
                         last_complaint = now
                     retry_at = now + backoff
@@ -612,8 +675,8 @@ def run_sink(settings: Settings, bootstrap: str, stop: threading.Event, store: S
                 last_status = now
         # Stopping: write and commit what is buffered, if ClickHouse lets us.
         try:
-            commit(sink.flush())
-        except (StoreUnavailable, RegistryError, KafkaException) as exc:
+            flush_and_commit()
+        except Exception as exc:  # noqa: BLE001 - reported; nothing unwritten was committed
             print(f"forewarn sink: stopping with {sink.buffered} messages unwritten ({_one_line(exc)}); "
                   f"they were not committed and will be read again", flush=True)
         write_status(settings, sink, len(state["assigned"]), state["paused"])

@@ -45,4 +45,7 @@ def open_store(settings: Settings):
         password=unquote(url.password) if url.password else "",
         database=url.path.strip("/") or "default",
         secure=url.scheme == "https",
+        # Well under the sink's max.poll.interval.ms (5 minutes): an insert that hangs fails and is
+        # retried before the group gives the sink's partitions to another process.
+        send_receive_timeout=120,
     )

@@ -1,9 +1,10 @@
 -- Every input event, one row per Kafka message.
 --
 -- Each table holds one topic. Columns are the record's fields (the .avsc files
--- are the truth) plus the message's Kafka coordinates: the sink resumes from
--- the highest offset stored per topic and partition, so a batch replayed after
--- a crash is never stored twice (see sinks/clickhouse/sink.py).
+-- are the truth) plus the message's Kafka coordinates: after a crash the sink
+-- asks which offsets are stored already and skips them, so a batch read again
+-- is never stored twice (see sinks/clickhouse/sink.py); the minmax index on
+-- kafka_offset keeps that question from reading old parts.
 -- Timestamps are DateTime64(3, 'UTC'); enums are LowCardinality(String).
 
 CREATE TABLE IF NOT EXISTS order_events
@@ -20,6 +21,7 @@ CREATE TABLE IF NOT EXISTS order_events
     kafka_topic_id    LowCardinality(String),
     kafka_partition   UInt32,
     kafka_offset      UInt64,
+    INDEX kafka_offset_range kafka_offset TYPE minmax GRANULARITY 1,
     inserted_at       DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = MergeTree
@@ -61,6 +63,7 @@ CREATE TABLE IF NOT EXISTS stock_levels
     kafka_topic_id    LowCardinality(String),
     kafka_partition   UInt32,
     kafka_offset      UInt64,
+    INDEX kafka_offset_range kafka_offset TYPE minmax GRANULARITY 1,
     inserted_at       DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = MergeTree
@@ -82,6 +85,7 @@ CREATE TABLE IF NOT EXISTS catalog_items
     kafka_topic_id    LowCardinality(String),
     kafka_partition   UInt32,
     kafka_offset      UInt64,
+    INDEX kafka_offset_range kafka_offset TYPE minmax GRANULARITY 1,
     inserted_at       DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = MergeTree
@@ -104,6 +108,7 @@ CREATE TABLE IF NOT EXISTS customers
     kafka_topic_id        LowCardinality(String),
     kafka_partition       UInt32,
     kafka_offset          UInt64,
+    INDEX kafka_offset_range kafka_offset TYPE minmax GRANULARITY 1,
     inserted_at           DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = MergeTree
@@ -128,6 +133,7 @@ CREATE TABLE IF NOT EXISTS web_events
     kafka_topic_id    LowCardinality(String),
     kafka_partition   UInt32,
     kafka_offset      UInt64,
+    INDEX kafka_offset_range kafka_offset TYPE minmax GRANULARITY 1,
     inserted_at       DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = MergeTree
@@ -152,6 +158,7 @@ CREATE TABLE IF NOT EXISTS support_events
     kafka_topic_id    LowCardinality(String),
     kafka_partition   UInt32,
     kafka_offset      UInt64,
+    INDEX kafka_offset_range kafka_offset TYPE minmax GRANULARITY 1,
     inserted_at       DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = MergeTree
@@ -173,6 +180,7 @@ CREATE TABLE IF NOT EXISTS returns
     kafka_topic_id    LowCardinality(String),
     kafka_partition   UInt32,
     kafka_offset      UInt64,
+    INDEX kafka_offset_range kafka_offset TYPE minmax GRANULARITY 1,
     inserted_at       DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = MergeTree
@@ -194,6 +202,7 @@ CREATE TABLE IF NOT EXISTS feedback
     kafka_topic_id    LowCardinality(String),
     kafka_partition   UInt32,
     kafka_offset      UInt64,
+    INDEX kafka_offset_range kafka_offset TYPE minmax GRANULARITY 1,
     inserted_at       DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = MergeTree

@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS alerts
     kafka_topic_id    LowCardinality(String),
     kafka_partition   UInt32,
     kafka_offset      UInt64,
+    INDEX kafka_offset_range kafka_offset TYPE minmax GRANULARITY 1,
     inserted_at       DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = MergeTree
@@ -84,6 +85,7 @@ CREATE TABLE IF NOT EXISTS outreach_tasks
     kafka_topic_id    LowCardinality(String),
     kafka_partition   UInt32,
     kafka_offset      UInt64,
+    INDEX kafka_offset_range kafka_offset TYPE minmax GRANULARITY 1,
     inserted_at       DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = MergeTree
@@ -122,6 +124,7 @@ CREATE TABLE IF NOT EXISTS task_updates
     kafka_topic_id    LowCardinality(String),
     kafka_partition   UInt32,
     kafka_offset      UInt64,
+    INDEX kafka_offset_range kafka_offset TYPE minmax GRANULARITY 1,
     inserted_at       DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = MergeTree

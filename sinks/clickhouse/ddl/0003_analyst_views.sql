@@ -23,7 +23,9 @@ CREATE TABLE IF NOT EXISTS complaints_hourly_counts
 )
 ENGINE = SummingMergeTree(tickets)
 PARTITION BY toYYYYMM(hour)
-ORDER BY (hour, category, channel);
+ORDER BY (hour, category, channel)
+-- An insert the sink retries with the same deduplication token must not be counted twice here.
+SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS complaints_hourly_mv TO complaints_hourly_counts AS
 SELECT
