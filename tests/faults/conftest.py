@@ -1,8 +1,8 @@
 """Fault tests: a three-broker Apache Kafka cluster, brokers and workers killed mid-stream.
 
 They need a JDK and Maven Central (Apache Kafka is resolved with Maven on first
-use) and take many minutes, so they run only when FOREWARN_TEST_FAULTS=1; they
-are run by hand and not yet part of `.ci/run`.
+use) and take many minutes, so they run only when FOREWARN_TEST_FAULTS=1, which
+`.ci/run` sets for its last step.
 """
 
 from __future__ import annotations
