@@ -10,8 +10,13 @@ Where the query runs:
   `forewarn sql` sends the query there. With no sink running it opens the
   directory itself.
 
-Queries are read-only (ClickHouse setting ``readonly=2``: reads and settings,
-no writes or DDL) unless ``--write`` is given.
+Queries are read-only unless ``--write`` is given. On a ClickHouse server that
+is ClickHouse's own ``readonly=2`` for the query. chDB keeps settings in the
+process's session, and a query refused under ``readonly`` leaves the session
+read-only (it cannot set ``readonly`` back), which would stop the sink's own
+writes; so against chDB a query is read-only when it is one statement of a
+kind that cannot write (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS) and
+writes no file (``INTO OUTFILE``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import io
 import ipaddress
 import json
 import os
+import re
 import secrets
 import threading
 import uuid
@@ -82,12 +88,38 @@ def plain(value):
 ENDPOINT_LIMITS = {"max_execution_time": 120, "max_result_rows": 1_000_000, "max_result_bytes": 1_000_000_000}
 
 
+_READING = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
+
+
+def read_only_refusal(sql: str) -> str | None:
+    """Why ``sql`` is not a read-only statement, or None if it is one (see the module doc)."""
+    text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.DOTALL).strip().rstrip(";").strip()
+    if ";" in re.sub(r"'(?:[^'\\]|\\.)*'", "''", text):
+        return "one statement at a time"
+    first = re.match(r"[(\s]*([A-Za-z]+)", text)
+    if first is None or first.group(1).upper() not in _READING:
+        return f"read-only queries only ({', '.join(_READING)}); --write allows others"
+    if re.search(r"\bINTO\s+OUTFILE\b", text, flags=re.IGNORECASE):
+        return "INTO OUTFILE writes a file; --write allows it"
+    return None
+
+
+def _is_chdb(client) -> bool:
+    return type(client).__name__.lower().startswith("chdb")
+
+
 def run_on_client(client, sql: str, write: bool = False, lock: threading.Lock | None = None,
                   limits: dict | None = None) -> QueryResult:
     """Run ``sql``; ``client`` is a client or a function returning one (resolved under ``lock``)."""
     settings = dict(limits or {})
     if not write:
-        settings["readonly"] = 2
+        resolved = client() if callable(client) else client
+        if _is_chdb(resolved):
+            refusal = read_only_refusal(sql)
+            if refusal is not None:
+                raise QueryError(f"refused: {refusal}")
+        else:
+            settings["readonly"] = 2
     try:
         if lock is not None:
             with lock:

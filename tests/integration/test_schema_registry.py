@@ -244,3 +244,49 @@ def test_forewarn_produce_with_a_registry_writes_confluent_framed_records(
                      key=lambda r: r["event_id"])
     assert decoded == [record_from_json(STOCK_LEVEL, level) for level in levels]
     assert sorted(m.key() for m in messages) == [b"A", b"B"]
+
+
+def test_the_sink_stores_two_schema_versions_of_one_partition_in_order(
+        schema_registry_url, kafka_bootstrap, fresh_prefix, tmp_path):
+    """Messages of the file schema and of a newer one (a field added) on one partition all land.
+
+    The sink writes one insert per writer schema, split where the schema changes
+    within the partition; the column the table lacks is left out.
+    """
+    import json as json_
+
+    from confluent_kafka import Producer
+
+    from tests.integration.test_sink import SinkProcess
+
+    env = forewarn_env(kafka_bootstrap, fresh_prefix, tmp_path / "data", FOREWARN_SCHEMA_REGISTRY=schema_registry_url)
+    assert run_forewarn(["topics", "create"], env).returncode == 0
+    topic = f"{fresh_prefix}orders"
+    older = Codec(SchemaStore(), registry_url=schema_registry_url)
+    newer_store = SchemaStore()
+    newer_store.add(order_event_with_gift_wrap(), current=True)
+    newer = Codec(newer_store, registry_url=schema_registry_url)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    # One key, so one partition: old, new, old, new.
+    for n in range(4):
+        record = {**ORDER, "event_id": f"ev-{n}", "ts": T0 + n}
+        data = older.encode(ORDER_EVENT, record, topic=topic) if n % 2 == 0 else \
+            newer.encode(ORDER_EVENT, {**record, "gift_wrap": True}, topic=topic)
+        producer.produce(topic, key=b"o-1", value=data)
+    assert producer.flush(30) == 0
+    sink = SinkProcess(env, tmp_path / "sink.log").start()
+    try:
+        def stored():
+            out = run_forewarn(["sql", "SELECT event_id, kafka_offset FROM order_events ORDER BY kafka_offset",
+                                "--format", "json"], env)
+            assert out.returncode == 0, out.stderr
+            rows = [json_.loads(line) for line in out.stdout.splitlines()]
+            return rows if len(rows) == 4 else None
+
+        from tests.integration.helpers import wait_for
+
+        rows = wait_for(stored, timeout=60, what="both schema versions in ClickHouse")
+        assert [r["event_id"] for r in rows] == ["ev-0", "ev-1", "ev-2", "ev-3"]
+        assert [r["kafka_offset"] for r in rows] == [0, 1, 2, 3]
+    finally:
+        assert sink.stop() == 0

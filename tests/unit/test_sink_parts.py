@@ -160,3 +160,47 @@ def test_the_deduplication_token_names_the_offsets_and_the_topic_id_only():
     assert same.token() != _group([(0, 5), (1, 9)]).token()
     assert same.token() != _group([(0, 5), (1, 9), (0, 6)], topic_id="id-2").token()  # a recreated topic
     assert same.token().startswith("order_events:")
+
+
+def test_the_query_endpoint_answers_its_token_only_and_reads_only_unless_asked(tmp_path):
+    import threading
+    import urllib.error
+    import urllib.request
+
+    import clickhouse_connect
+
+    from sinks.clickhouse.query import QueryEndpoint, endpoint_path, run_query
+    from streams.settings import Settings
+
+    settings = Settings(data_dir=tmp_path)
+    client = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path / 'clickhouse'}")
+    client.command("CREATE TABLE t (x UInt8) ENGINE = MergeTree ORDER BY x")
+    client.command("INSERT INTO t VALUES (1), (2)")
+    endpoint = QueryEndpoint(settings, lambda: client, threading.Lock()).start()
+    try:
+        recorded = json.loads(endpoint_path(settings).read_text())
+        assert recorded["url"] == endpoint.url and endpoint_path(settings).stat().st_mode & 0o077 == 0
+        # `forewarn sql` beside the sink: through the endpoint, never opening the store itself.
+        assert run_query(settings, "SELECT sum(x) AS total FROM t").to_json() == \
+            {"columns": ["total"], "types": ["UInt64"], "rows": [[3]]}
+        from sinks.clickhouse.query import QueryError
+
+        with pytest.raises(QueryError, match="refused: read-only queries only"):
+            run_query(settings, "INSERT INTO t VALUES (3)")
+        with pytest.raises(QueryError, match="one statement at a time"):
+            run_query(settings, "SELECT 1; DROP TABLE t")
+        with pytest.raises(QueryError, match="UNKNOWN_TABLE"):
+            run_query(settings, "SELECT * FROM no_such_table")
+        # A refused or failed query leaves the shared session writable for the sink.
+        client.command("INSERT INTO t VALUES (3)")
+        run_query(settings, "INSERT INTO t VALUES (4)", write=True)
+        assert run_query(settings, "SELECT count() FROM t").rows == [[4]]
+        wrong = urllib.request.Request(endpoint.url, data=b'{"sql": "SELECT 1"}',
+                                       headers={"Authorization": "Bearer guess"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(wrong, timeout=10)
+        assert refused.value.code == 403
+    finally:
+        endpoint.stop()
+        client.close()
+    assert not endpoint_path(settings).exists()
