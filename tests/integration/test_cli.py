@@ -227,3 +227,17 @@ def test_demo_prints_out_of_stock_alerts_with_short_lines_and_alternatives(tmp_p
                             timeout=120)
     assert stored.returncode == 0, stored.stderr
     assert stored.stdout.split() == ["count()", str(opened)]
+    # Every query of the README's "For analysts" section answers on the demo's data; the stockout
+    # and alerts-per-day questions have rows to show.
+    from tests.unit.test_analyst_views import README, analyst_queries
+
+    answers = []
+    for number, query in enumerate(analyst_queries(README.read_text()), start=1):
+        done = subprocess.run([sys.executable, "-m", "streams", "sql", query, "--format", "json"], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"query {number}: {done.stderr}"
+        answers.append([json.loads(line) for line in done.stdout.splitlines()])
+    assert len(answers) == 10
+    stockouts = {row["sku"]: row for row in answers[5]}
+    assert stockouts["ETH-SALE-1KG"]["affected_orders"] >= 20
+    assert {row["rule"] for row in answers[7]} >= {"out_of_stock_open_order", "sku_stockout_impact"}
