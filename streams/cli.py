@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     produce.add_argument("--topic", help="topic of every line; without it each line is {\"topic\": T, \"value\": {...}}")
     produce.add_argument("file", metavar="FILE", help="JSON lines file, or - for standard input")
 
+    replay = commands.add_parser("replay", help="play a recorded timeline into the topics in event-time order")
+    replay.add_argument("file", metavar="FILE", help="JSON lines as `forewarn produce` takes them without --topic, "
+                                                     "or - for standard input")
+    replay.add_argument("--speed", type=float, help="X times real time (2 = twice as fast); default: as fast as "
+                                                    "possible")
+
     alerts = commands.add_parser("alerts", help="print the alerts topic from the beginning")
     alerts.add_argument("--follow", action="store_true", help="keep following new alerts")
     alerts.add_argument("--json", action="store_true", help="one alert record per line as JSON")
@@ -180,6 +186,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _topics(args, settings)
     if args.command == "produce":
         return _produce(args, settings)
+    if args.command == "replay":
+        if args.speed is not None and not args.speed > 0:
+            print(f"forewarn replay: --speed {args.speed:g}: expected a number above 0", file=sys.stderr)
+            return 2
+        return _produce(args, settings, replay=True)
     if args.command == "alerts":
         return _alerts(args, settings)
     if args.command == "sink":
@@ -215,19 +226,22 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _produce(args: argparse.Namespace, settings: Settings) -> int:
+def _produce(args: argparse.Namespace, settings: Settings, replay: bool = False) -> int:
+    """`forewarn produce`, and `forewarn replay` (all lines first, then in event-time order)."""
     from streams.produce import FLUSH_TIMEOUT_S, produce_lines, read_lines
     from streams import topics
 
-    if args.topic is not None and args.topic not in topics.PRODUCIBLE:
-        print(f"forewarn produce: --topic {args.topic!r} is not an input topic; expected one of "
+    command = "replay" if replay else "produce"
+    topic = None if replay else args.topic
+    if topic is not None and topic not in topics.PRODUCIBLE:
+        print(f"forewarn produce: --topic {topic!r} is not an input topic; expected one of "
               f"{', '.join(sorted(topics.PRODUCIBLE))}", file=sys.stderr)
         return 2
     name = "<stdin>" if args.file == "-" else args.file
     try:
         source = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
     except OSError as exc:
-        print(f"forewarn produce: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"forewarn {command}: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     with source:
         bootstrap, settings = _kafka_beside_up(settings)
@@ -236,14 +250,21 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{name}: {error}", file=sys.stderr, flush=True)
 
         try:
-            report = produce_lines(read_lines(source), settings, bootstrap, topic=args.topic,
-                                   on_reject=print_rejection)
+            report = produce_lines(read_lines(source), settings, bootstrap, topic=topic,
+                                   on_reject=print_rejection, in_time_order=replay,
+                                   speed=args.speed if replay else None)
         except OSError as exc:
             # Reading failed partway (the lines before were still flushed to Kafka).
-            print(f"forewarn produce: reading {name} failed: {exc.strerror or exc}", file=sys.stderr)
+            print(f"forewarn {command}: reading {name} failed: {exc.strerror or exc}", file=sys.stderr)
             return 2
     per_topic = ", ".join(f"{t} {n}" for t, n in sorted(report.per_topic.items())) or "nothing"
-    print(f"produced {report.sent} records ({per_topic}); rejected {len(report.errors)} lines", file=sys.stderr)
+    span = ""
+    if replay and report.first_ts is not None:
+        from schemas.codec import format_timestamp_ms
+
+        span = f" in event-time order, {format_timestamp_ms(report.first_ts)} to {format_timestamp_ms(report.last_ts)}"
+    print(f"produced {report.sent} records ({per_topic}){span}; rejected {len(report.errors)} lines",
+          file=sys.stderr)
     if report.not_acknowledged:
         parts = []
         if report.refused:
@@ -251,7 +272,7 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
         if report.unacknowledged:
             parts.append(f"{report.unacknowledged} still unanswered after {FLUSH_TIMEOUT_S:.0f}s, the first from line "
                          f"{report.first_unacknowledged_line}; they may or may not have been written")
-        print(f"forewarn produce: {report.not_acknowledged} messages were not acknowledged by Kafka at {bootstrap}: "
+        print(f"forewarn {command}: {report.not_acknowledged} messages were not acknowledged by Kafka at {bootstrap}: "
               f"{'; '.join(parts)} (check that the broker is running and reachable: FOREWARN_KAFKA, "
               f"or `forewarn up`)", file=sys.stderr)
     return 1 if report.errors or report.unacknowledged else 0

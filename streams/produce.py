@@ -54,6 +54,9 @@ class ProduceReport:
     # Messages sent but neither acknowledged nor refused when the flush timed out.
     unacknowledged: int = 0
     first_unacknowledged_line: int | None = None
+    # In time order (`forewarn replay`): the event times of the first and last valid records.
+    first_ts: int | None = None
+    last_ts: int | None = None
 
     @property
     def not_acknowledged(self) -> int:
@@ -153,8 +156,17 @@ def produce_lines(
     producer: Producer | None = None,
     on_reject: Callable[[LineError], None] | None = None,
     flush_timeout: float = FLUSH_TIMEOUT_S,
+    in_time_order: bool = False,
+    speed: float | None = None,
 ) -> ProduceReport:
     """Validate and produce every line; return once every message sent is acknowledged or refused.
+
+    By default lines are produced in file order as they are read. With
+    ``in_time_order`` (`forewarn replay`) every line is read and checked
+    first, then the records are produced in event-time order (``ts``; file
+    order among equal times), as fast as possible, or with ``speed`` at that
+    many times real time: two events an hour apart in event time are produced
+    an hour / speed apart.
 
     ``lines`` are raw lines (bytes, decoded here one by one so one bad byte
     rejects one line) or text. ``on_reject`` is called with each line not
@@ -215,7 +227,7 @@ def produce_lines(
                 return LineError(line_no, "", f"not sent: {_kafka_reason(exc)} "
                                               f"(the encoded record is {len(value)} bytes)")
 
-    try:
+    def valid_lines() -> Iterator[tuple[int, topics.TopicSpec, dict]]:
         for line_no, raw in enumerate(lines, start=1):
             text = decode_line(raw, line_no)
             if isinstance(text, LineError):
@@ -227,7 +239,21 @@ def produce_lines(
             if isinstance(parsed, LineError):
                 reject(parsed)
                 continue
-            problem = send(line_no, *parsed)
+            yield (line_no, *parsed)
+
+    items: Iterable[tuple[int, topics.TopicSpec, dict]] = valid_lines()
+    if in_time_order:
+        items = sorted(items, key=lambda item: item[2]["ts"])  # stable: file order among equal times
+        report.first_ts = items[0][2]["ts"] if items else None
+        report.last_ts = items[-1][2]["ts"] if items else None
+    started = time.monotonic()
+    try:
+        for line_no, spec, record in items:
+            if speed:
+                due = started + (record["ts"] - report.first_ts) / 1000 / speed
+                while (wait := due - time.monotonic()) > 0:
+                    producer.poll(min(wait, 0.5))
+            problem = send(line_no, spec, record)
             if problem is not None:
                 reject(problem)
             producer.poll(0)
