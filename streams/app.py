@@ -185,6 +185,60 @@ def read_status(settings: Settings) -> dict | None:
         return None
 
 
+class CommitStallWatch:
+    """Finds input partitions whose commit is stuck although everything in them has been read.
+
+    Faust commits a partition only up to its first unacknowledged offset, and
+    its bookkeeping of acknowledgements can go wrong when a partition stays with
+    a worker through two rebalances in a row (faust-streaming issue 318): the
+    worker has read and processed everything, yet the committed offset never
+    moves again and the group's lag never reaches zero. Seen in the
+    worker-kill fault test. A partition is called stalled when its committed
+    offset has not moved for ``patience_ms`` while the consumer's position is
+    at the end of the partition, past the commit, and no message of it is
+    waiting to be acknowledged. The worker then reads it again from the
+    committed offset (``heal_stalled_commits``); the detectors are idempotent
+    for redelivered events, so this costs a replay of those messages, never a
+    wrong alert.
+    """
+
+    def __init__(self, patience_ms: int = 30_000) -> None:
+        self.patience_ms = patience_ms
+        self._since: dict = {}  # tp -> (committed offset, wall ms when first seen stuck there)
+
+    def stalled(self, tp, committed: int | None, position: int | None, highwater: int | None,
+                unacked: bool, now_ms: int) -> bool:
+        stuck = (committed is not None and position is not None and highwater is not None
+                 and position >= highwater and committed < position and not unacked)
+        if not stuck:
+            self._since.pop(tp, None)
+            return False
+        seen = self._since.get(tp)
+        if seen is None or seen[0] != committed:
+            self._since[tp] = (committed, now_ms)
+            return False
+        if now_ms - seen[1] < self.patience_ms:
+            return False
+        self._since.pop(tp, None)
+        return True
+
+
+async def heal_stalled_commits(worker: Worker, watch: CommitStallWatch, assigned, positions: dict) -> None:
+    """Read again, from its committed offset, every input partition ``watch`` finds stalled."""
+    consumer = worker.app.consumer
+    unacked = {m.tp for m in list(getattr(consumer, "_unacked_messages", ()))}
+    now = wall_ms()
+    for tp in assigned:
+        committed = getattr(consumer, "_committed_offset", {}).get(tp)
+        if not watch.stalled(tp, committed, positions.get(tp), consumer.highwater(tp), tp in unacked, now):
+            continue
+        log.warning("commit of %s[%d] stuck at offset %d with everything read; reading it again from there",
+                    tp.topic, tp.partition, committed)
+        for bookkeeping in ("_acked", "_acked_index", "_gap"):
+            getattr(consumer, bookkeeping, {}).pop(tp, None)
+        await consumer.seek(tp, committed)
+
+
 def seek_uncommitted_partitions_to_beginning(stream_topics: set[str]) -> None:
     """Make a partition with no committed offset start from its beginning when it changes owner.
 
@@ -255,17 +309,21 @@ def build_worker(settings: Settings, bootstrap: str) -> Worker:
     ready_marker = datadir / "ready"
     status_file = datadir / "status.json"
 
+    stall_watch = CommitStallWatch()
+
     @app.timer(1.0)
     async def report_lag() -> None:
         # Only the agents' inputs count: changelogs and Faust's own topics are not event streams.
         assigned = [tp for tp in app.consumer.assignment() if tp.topic in worker.clocked_topics]
         worker.clock.sync_assignment((tp.topic, tp.partition) for tp in assigned)
         # Partitions that deliver nothing still need to tell the clock whether they are caught up.
+        positions = {}
         for tp in assigned:
             highwater = app.consumer.highwater(tp)
-            position = await app.consumer.position(tp)
+            position = positions[tp] = await app.consumer.position(tp)
             worker.clock.report_lag((tp.topic, tp.partition),
                                     behind=highwater is None or position is None or position < highwater)
+        await heal_stalled_commits(worker, stall_watch, assigned, positions)
         await send_order_watermarks(worker, assigned)
         write_status(worker, status_file, len(assigned))
         if assigned and not ready_marker.exists():
