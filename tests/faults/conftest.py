@@ -1,8 +1,8 @@
 """Fault tests: a three-broker Apache Kafka cluster, brokers and workers killed mid-stream.
 
 They need a JDK and Maven Central (Apache Kafka is resolved with Maven on first
-use) and take many minutes, so they run only when FOREWARN_TEST_FAULTS=1, which
-`.ci/run` sets for its last step.
+use) and take many minutes, so they run only when FOREWARN_TEST_FAULTS=1; they
+are run by hand (see the README's Tests section for why not yet in `.ci/run`).
 """
 
 from __future__ import annotations
