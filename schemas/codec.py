@@ -430,32 +430,26 @@ class Codec:
         header, _ = self._frame(data)
         entry = self._writers.get(header)
         if entry is None:
-            if header[:1] == CONFLUENT_MAGIC:
-                entry = self._fetch_registry_schema(struct.unpack(">I", header[1:5])[0])
-            else:
-                entry = self.store.by_fingerprint(header[2:])
-                if entry is None:
-                    raise DecodeError(
-                        "unknown-fingerprint",
-                        f"no known schema has fingerprint {header[2:].hex()}; "
-                        "the writer used a schema version this reader was not given",
-                    )
-            self._writers[header] = entry
+            entry = self._writers[header] = self._writer_of(header)
         if expected is not None and entry.name != expected:
             raise DecodeError("unexpected-schema", f"expected a {expected} message, got {entry.name}")
         return header, entry
 
-    def _read_plan(self, header: bytes) -> _ReadPlan:
+    def _writer_of(self, header: bytes) -> SchemaEntry:
+        """The writer schema a framing header names: from the registry by id, or the store by fingerprint."""
         if header[:1] == CONFLUENT_MAGIC:
-            writer = self._fetch_registry_schema(struct.unpack(">I", header[1:5])[0])
-        else:
-            writer = self.store.by_fingerprint(header[2:])
-            if writer is None:
-                raise DecodeError(
-                    "unknown-fingerprint",
-                    f"no known schema has fingerprint {header[2:].hex()}; "
-                    "the writer used a schema version this reader was not given",
-                )
+            return self._fetch_registry_schema(struct.unpack(">I", header[1:5])[0])
+        writer = self.store.by_fingerprint(header[2:])
+        if writer is None:
+            raise DecodeError(
+                "unknown-fingerprint",
+                f"no known schema has fingerprint {header[2:].hex()}; "
+                "the writer used a schema version this reader was not given",
+            )
+        return writer
+
+    def _read_plan(self, header: bytes) -> _ReadPlan:
+        writer = self._writer_of(header)
         reader = self.store.current_or_none(writer.name)
         if reader is None or reader is writer:
             return _ReadPlan(writer.name, writer.plain, None)
