@@ -135,7 +135,10 @@ def lag_by_partition(bootstrap: str, group: str, topic_names: list[str],
     try:
         behind = {}
         for tp in partitions:
-            low, high = probe.get_watermark_offsets(tp, timeout=timeout)
+            try:
+                low, high = probe.get_watermark_offsets(tp, timeout=timeout)
+            except KafkaException:
+                return None  # e.g. leadership moving after a broker restart: unknown for now
             done = offsets.get((tp.topic, tp.partition), -1)
             behind[(tp.topic, tp.partition)] = high - max(done, low) if done >= 0 else high - low
         return behind
