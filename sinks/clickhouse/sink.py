@@ -442,11 +442,11 @@ class ClickHouseSink:
                 from refusal
         self.dead_letters.confirm()
         # From now on this group is its good rows only: a retry does not dead-letter again.
-        retry = self._group_of(group.table, good) if good else None
-        group.container, group.messages, group.ranges = (retry.container, retry.messages, retry.ranges) if good \
-            else (group.container, [], {})
         if not good:
+            group.messages, group.ranges = [], {}
             return
+        retry = self._group_of(group.table, good)
+        group.container, group.messages, group.ranges = retry.container, retry.messages, retry.ranges
         try:
             self.store.insert_avro(group.table, retry.container.getvalue(), retry.token())
         except StoreUnavailable:
