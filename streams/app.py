@@ -48,6 +48,10 @@ class Worker:
     clocked_topics: set[str] = field(default_factory=set)
     # orders partition -> (watermark, wall ms) of the last progress marker this worker sent for it
     markers_sent: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # The deadline stages' indexes (streams.agents.deadlines): the tick timer reads them.
+    due_indexes: list = field(default_factory=list)
+    # forewarn-ticks partition -> wall ms of the last tick sent to it
+    ticks_sent: dict[int, int] = field(default_factory=dict)
 
     def channel(self, *specs: topics.TopicSpec) -> faust.TopicT:
         """One channel over several co-partitioned topics (same key, same partition count)."""
@@ -63,6 +67,27 @@ class Worker:
         key = record[spec.key_field]
         value = self.codec.encode(spec.schema, record, topic=self.settings.topic(spec.name))
         await self.out[spec.name].send(key=key.encode(), value=value)
+
+    async def publish_alert(self, alert: dict) -> None:
+        """An alert, and for alerts a rep should act on, the request that makes or updates its task."""
+        from streams.detectors import tasks
+
+        await self.publish(topics.ALERTS, alert)
+        if tasks.needs_task(alert):
+            await self.publish(topics.TASK_REQUESTS, tasks.request_record(alert))
+
+    async def emit(self, result) -> None:
+        """Everything a detector's Result asks to publish (streams.detectors.lifecycle.Result)."""
+        for alert in result.alerts:
+            await self.publish_alert(alert)
+        for topic, record in result.signals:
+            if record["key"] is None or record["key"] == "":
+                continue  # a fact about no entity (e.g. a ticket without a customer) has no stage to go to
+            await self.publish(topics.BY_NAME[topic], record)
+        for task in result.tasks:
+            await self.publish(topics.OUTREACH_TASKS, task)
+        for rejection in result.rejections:
+            await self.publish(topics.TASK_UPDATES_REJECTED, rejection)
 
     def decode(self, event, allowed: dict[str, str]) -> tuple[str, dict] | tuple[None, str]:
         """Decode one Faust event; returns (schema, record), or (None, reason) when it cannot be used.
@@ -159,6 +184,28 @@ async def send_order_watermarks(worker: Worker, assigned) -> None:
             "source": f"{topics.ORDERS.name}:{tp.partition}", "watermark": watermark, "sent_at": now})
         for partition in range(worker.settings.partitions):
             await lines.send(key=None, value=value, partition=partition)
+
+
+async def send_ticks(worker: Worker, assigned) -> None:
+    """Send the worker clock to each forewarn-ticks partition of this worker where a deadline is due.
+
+    At most one tick per partition per second; nothing at all while nothing
+    is due, so an idle stack writes nothing.
+    """
+    clock = worker.clock.now(wall_ms())
+    if clock is None:
+        return
+    ticks = worker.settings.topic(topics.TICKS.name)
+    now = wall_ms()
+    for tp in assigned:
+        if tp.topic != ticks:
+            continue
+        dues = [d for d in (index.first_due(tp.partition) for index in worker.due_indexes) if d is not None]
+        if not dues or min(dues) > clock or now - worker.ticks_sent.get(tp.partition, 0) < 1000:
+            continue
+        worker.ticks_sent[tp.partition] = now
+        value = worker.codec.encode(topics.TICKS.schema, {"clock": clock, "sent_at": now})
+        await worker.out[topics.TICKS.name].send(key=None, value=value, partition=tp.partition)
 
 
 def write_status(worker: Worker, path: Path, assigned: int) -> None:
@@ -303,7 +350,11 @@ def build_worker(settings: Settings, bootstrap: str) -> Worker:
         reference=ReferenceView(settings, bootstrap, codec),
         clock=WorkerClock(settings.allowed_lateness_ms),
     )
-    for spec in (topics.ALERTS, topics.ORDER_LINES, topics.ORDER_SHORTAGES, topics.DEAD_LETTERS):
+    outputs = (topics.ALERTS, topics.OUTREACH_TASKS, topics.TASK_UPDATES_REJECTED, topics.ORDER_LINES,
+               topics.ORDER_SHORTAGES, topics.PAGE_SIGNALS, topics.ORDER_SIGNALS, topics.CHANNEL_SIGNALS,
+               topics.CUSTOMER_SIGNALS, topics.CATEGORY_SIGNALS, topics.TASK_REQUESTS, topics.TICKS,
+               topics.DEAD_LETTERS)
+    for spec in outputs:
         worker.out[spec.name] = app.topic(settings.topic(spec.name), key_serializer="raw", value_serializer="raw")
 
     ready_marker = datadir / "ready"
@@ -325,13 +376,18 @@ def build_worker(settings: Settings, bootstrap: str) -> Worker:
                                     behind=highwater is None or position is None or position < highwater)
         await heal_stalled_commits(worker, stall_watch, assigned, positions)
         await send_order_watermarks(worker, assigned)
+        await send_ticks(worker, [tp for tp in app.consumer.assignment() if tp.topic == ticks_topic])
         write_status(worker, status_file, len(assigned))
         if assigned and not ready_marker.exists():
             # Processes that supervise this worker (forewarn up, demo, tests) wait for this file.
             ready_marker.write_text(f"{len(assigned)} partitions assigned\n")
 
-    from streams.agents import stock
+    from streams.agents import rules, stock
 
     stock.register(worker)
+    rules.register(worker)
+    # Ticks carry the clock; they are not events whose time the clock should wait for.
+    ticks_topic = settings.topic(topics.TICKS.name)
+    worker.clocked_topics.discard(ticks_topic)
     seek_uncommitted_partitions_to_beginning(worker.clocked_topics)
     return worker

@@ -1,4 +1,5 @@
-"""The `forewarn` command: run the stack, create topics, produce events, read alerts, run the demo."""
+"""The `forewarn` command: run the stack, create topics, produce events, read alerts, list outreach tasks and
+claim, finish or release them, run the demo."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ configuration (environment):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from streams.tasks_cli import ACTIONS, DEFAULT_TIMEOUT_S, QUEUES
+
     parser = argparse.ArgumentParser(
         prog="forewarn",
         description="Catch customer-facing problems in Kafka event streams before the customer complains.",
@@ -63,6 +66,23 @@ def _parser() -> argparse.ArgumentParser:
     alerts.add_argument("--follow", action="store_true", help="keep following new alerts")
     alerts.add_argument("--json", action="store_true", help="one alert record per line as JSON")
     alerts.add_argument("--rule", help="only alerts of this rule")
+
+    tasks = commands.add_parser("tasks", help="print the open and claimed outreach tasks, most urgent first",
+                                description="Print the latest version of each outreach task: open and claimed "
+                                            "ones unless --all, by priority, then due time. The tasks go to "
+                                            "standard output, a count line to standard error.")
+    tasks.add_argument("--queue", metavar="Q", help=f"only this queue: {', '.join(QUEUES)}")
+    tasks.add_argument("--json", action="store_true", help="one task record per line as JSON")
+    tasks.add_argument("--all", action="store_true", help="also done and cancelled tasks")
+
+    task = commands.add_parser("task", help="claim, finish or release an outreach task",
+                               description="Send a rep's action on a task to the worker and wait for its answer: "
+                                           "exit 0 once applied, 1 if rejected or unanswered.")
+    task.add_argument("action", choices=ACTIONS, help="claim an open task, mark a claimed one done, or release it")
+    task.add_argument("task_id", metavar="TASK_ID", help="the task, as `forewarn tasks` shows it")
+    task.add_argument("--as", dest="name", metavar="NAME", required=True, help="your name, the task's assignee")
+    task.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
+                      help=f"seconds to wait for the worker's answer (default {DEFAULT_TIMEOUT_S:g})")
 
     sink = commands.add_parser("sink", help="write every topic into ClickHouse (chDB unless FOREWARN_CLICKHOUSE)")
     sink.add_argument("--migrate", action="store_true", help="only create or update the tables and views, then exit")
@@ -193,6 +213,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _produce(args, settings, replay=True)
     if args.command == "alerts":
         return _alerts(args, settings)
+    if args.command in ("tasks", "task"):
+        return _tasks(args, settings)
     if args.command == "sink":
         return _sink(args, settings)
     if args.command == "sql":
@@ -298,14 +320,44 @@ def _alerts(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 print(format_alert(alert), flush=True)
     except TopicNotFound as exc:
-        prefix = f"FOREWARN_TOPIC_PREFIX={settings.topic_prefix!r}" if settings.topic_prefix else "no topic prefix"
-        print(f"forewarn alerts: there is no topic {exc.topic} at {bootstrap} ({prefix}); create the topics "
-              f"with `forewarn topics create` or start `forewarn up`, or set FOREWARN_TOPIC_PREFIX to the "
-              f"prefix the workers use", file=sys.stderr)
+        _no_such_topic("alerts", exc, bootstrap, settings)
         return 2
     except BrokenPipeError:
         return 0
     return 0
+
+
+def _no_such_topic(command: str, exc, bootstrap: str, settings: Settings) -> None:
+    prefix = f"FOREWARN_TOPIC_PREFIX={settings.topic_prefix!r}" if settings.topic_prefix else "no topic prefix"
+    print(f"forewarn {command}: there is no topic {exc.topic} at {bootstrap} ({prefix}); create the topics "
+          f"with `forewarn topics create` or start `forewarn up`, or set FOREWARN_TOPIC_PREFIX to the "
+          f"prefix the workers use", file=sys.stderr)
+
+
+def _tasks(args: argparse.Namespace, settings: Settings) -> int:
+    """`forewarn tasks` and `forewarn task`: see streams/tasks_cli.py."""
+    from streams.follow import TopicNotFound
+    from streams.tasks_cli import ArgumentError, act_on_task, check_queue, check_task_arguments, list_tasks
+
+    try:
+        # Arguments first: a typo should not wait for Kafka.
+        if args.command == "tasks":
+            check_queue(args.queue)
+        else:
+            check_task_arguments(args.task_id, args.name, args.timeout)
+    except ArgumentError as exc:
+        print(f"forewarn {args.command}: {exc}", file=sys.stderr)
+        return 2
+    bootstrap, settings = _kafka_beside_up(settings)
+    try:
+        if args.command == "tasks":
+            return list_tasks(settings, bootstrap, queue=args.queue, as_json=args.json, include_all=args.all)
+        return act_on_task(settings, bootstrap, args.action, args.task_id, args.name, timeout=args.timeout)
+    except TopicNotFound as exc:
+        _no_such_topic(args.command, exc, bootstrap, settings)
+        return 2
+    except BrokenPipeError:
+        return 0
 
 
 def _sink(args: argparse.Namespace, settings: Settings) -> int:

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from streams.thresholds import ThresholdError, Thresholds
+
 
 class SettingsError(ValueError):
     """A FOREWARN_* variable holds something unusable; the message names it."""
@@ -59,6 +61,8 @@ class Settings:
     worker_id: str = ""
     # Consumer-group session timeout of the workers; 0 picks one for the broker (streams.brokers).
     session_timeout_ms: int = 0
+    # Every rule's thresholds (streams.thresholds), each from its own FOREWARN_* variable.
+    thresholds: Thresholds = field(default_factory=Thresholds)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -79,6 +83,7 @@ class Settings:
             web_port=_int_env(env, "FOREWARN_WEB_PORT", 0),
             worker_id=env.get("FOREWARN_WORKER_ID", ""),
             session_timeout_ms=_int_env(env, "FOREWARN_SESSION_TIMEOUT_MS", 0),
+            thresholds=_thresholds(env),
         )
 
     def with_(self, **changes) -> "Settings":
@@ -95,6 +100,13 @@ class Settings:
 
     def describe(self) -> dict[str, str]:
         return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+
+
+def _thresholds(env: dict[str, str]) -> Thresholds:
+    try:
+        return Thresholds.from_env(env)
+    except ThresholdError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def settings_beside_up(settings: Settings) -> tuple[str, Settings]:

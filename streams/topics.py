@@ -55,6 +55,9 @@ OUTREACH_TASKS = TopicSpec("outreach-tasks", "task_id", "forewarn.OutreachTask",
 # Reps' actions on tasks; an input like the business events, but written by Forewarn's own users.
 TASK_UPDATES = TopicSpec("task-updates", "task_id", "forewarn.TaskUpdate", "input",
                          retention_ms=30 * DAY_MS, doc="rep actions on outreach tasks: claim, done, release")
+TASK_UPDATES_REJECTED = TopicSpec("task-updates-rejected", "task_id", "forewarn.TaskUpdateRejected", "output",
+                                  retention_ms=30 * DAY_MS,
+                                  doc="rep actions that could not be applied, with the reason")
 
 # Internal topics: the worker repartitions order lines by SKU so that stock and
 # demand for one SKU meet on one partition, then sends each order's per-SKU
@@ -63,14 +66,32 @@ ORDER_LINES = TopicSpec("forewarn-order-lines", "sku", "forewarn.internal.OrderL
                         doc="open/close of each order line, keyed by SKU")
 ORDER_SHORTAGES = TopicSpec("forewarn-order-shortages", "order_id", "forewarn.internal.LineShortage",
                             "internal", doc="per-SKU shortage of one order, keyed by order")
+# Facts one detection stage hands to another, each keyed by the receiving stage's entity.
+SIGNAL_SCHEMA = "forewarn.internal.Signal"
+PAGE_SIGNALS = TopicSpec("forewarn-page-signals", "key", SIGNAL_SCHEMA, "internal",
+                         doc="per-page facts from web sessions: hits, server errors, lost carts")
+ORDER_SIGNALS = TopicSpec("forewarn-order-signals", "key", SIGNAL_SCHEMA, "internal",
+                          doc="per-order facts from web sessions: order lookups")
+CHANNEL_SIGNALS = TopicSpec("forewarn-channel-signals", "key", SIGNAL_SCHEMA, "internal",
+                            doc="per-channel facts from tickets: waiting for a first reply, answered")
+CUSTOMER_SIGNALS = TopicSpec("forewarn-customer-signals", "key", SIGNAL_SCHEMA, "internal",
+                             doc="per-customer facts from tickets and orders: contacts, orders placed")
+CATEGORY_SIGNALS = TopicSpec("forewarn-category-signals", "key", SIGNAL_SCHEMA, "internal",
+                             doc="per-category complaints from tickets")
+TASK_REQUESTS = TopicSpec("forewarn-task-requests", "key", SIGNAL_SCHEMA, "internal",
+                          doc="alert versions that need an outreach task, keyed by task id")
+# The worker clock, sent to a partition when a deadline in it may be due (see streams.agents.ticks).
+TICKS = TopicSpec("forewarn-ticks", "", "forewarn.internal.Tick", "internal", retention_ms=DAY_MS,
+                  doc="worker clock readings for the deadline stages, unkeyed, one partition at a time")
 # Progress markers that share forewarn-order-lines with the order lines (see streams.app).
 WATERMARK_SCHEMA = "forewarn.internal.Watermark"
 DEAD_LETTERS = TopicSpec("forewarn.dlq", "", "", "internal", retention_ms=30 * DAY_MS,
                          doc="messages that could not be decoded, with headers saying why")
 
 INPUT_TOPICS = (ORDERS, INVENTORY, CATALOG, CUSTOMERS, WEB, SUPPORT, RETURNS, FEEDBACK, TASK_UPDATES)
-OUTPUT_TOPICS = (ALERTS, OUTREACH_TASKS)
-INTERNAL_TOPICS = (ORDER_LINES, ORDER_SHORTAGES, DEAD_LETTERS)
+OUTPUT_TOPICS = (ALERTS, OUTREACH_TASKS, TASK_UPDATES_REJECTED)
+INTERNAL_TOPICS = (ORDER_LINES, ORDER_SHORTAGES, PAGE_SIGNALS, ORDER_SIGNALS, CHANNEL_SIGNALS, CUSTOMER_SIGNALS,
+                   CATEGORY_SIGNALS, TASK_REQUESTS, TICKS, DEAD_LETTERS)
 ALL_TOPICS = INPUT_TOPICS + OUTPUT_TOPICS + INTERNAL_TOPICS
 
 BY_NAME = {spec.name: spec for spec in ALL_TOPICS}

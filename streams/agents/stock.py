@@ -49,7 +49,7 @@ def register(worker: Worker) -> None:
         for shortage in outcome.shortages:
             await worker.publish(topics.ORDER_SHORTAGES, shortage)
         for alert in outcome.alerts:
-            await worker.publish(topics.ALERTS, alert)
+            await worker.publish_alert(alert)
         return not outcome.state.get("pending")
 
     @app.agent(worker.channel(topics.INVENTORY, topics.ORDER_LINES), name="sku-allocation")
@@ -113,7 +113,7 @@ def register(worker: Worker) -> None:
                 for line in outcome.line_events:
                     await worker.publish(topics.ORDER_LINES, line)
                 for alert in outcome.alerts:
-                    await worker.publish(topics.ALERTS, alert)
+                    await worker.publish_alert(alert)
                 # After the lines are sent: this partition's watermark may now cover this event.
                 worker.observe(event, record["ts"])
             except Exception:

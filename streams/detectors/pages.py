@@ -1,0 +1,132 @@
+"""Per page: ``web_error_spike`` (server errors against the page's traffic) and ``cart_loss_spike``.
+
+Both are operations-level roll-ups for the web team: one alert per page, not
+one per session. Inputs are the ``page_hit`` and ``cart_lost`` signals the
+session stage sends. Windows slide over event time; a page's "now" is the
+newest event time it has seen (or the worker clock on a tick), so an alert
+resolves once its window has passed even when the page goes quiet.
+"""
+
+from __future__ import annotations
+
+from streams.detectors.alerts import dedup_key, merge_evidence
+from streams.detectors.lifecycle import Result, alert_for, minutes, transition
+from streams.thresholds import Thresholds
+
+ERROR_RULE = "web_error_spike"
+LOSS_RULE = "cart_loss_spike"
+# Traffic is counted in buckets of this many ms (a fraction of the error window).
+BUCKET_MS = 10_000
+
+
+def new_page(page: str) -> dict:
+    return {"page": page, "now": None, "buckets": {}, "errors": [], "losses": [], "error_track": None,
+            "loss_track": None}
+
+
+def apply_page_signal(state: dict | None, sig: dict, limits: Thresholds, *, detected_at: int) -> Result:
+    state = state or new_page(sig["key"])
+    ts = sig["ts"]
+    if sig["kind"] == "page_hit":
+        bucket = str(ts // BUCKET_MS)
+        counts = state["buckets"].setdefault(bucket, [0, 0])
+        counts[0] += 1
+        status = int(sig["data"].get("status_code") or 0)
+        if status >= limits.web_error_status:
+            counts[1] += 1
+            state["errors"] = merge_evidence(state["errors"][-40:], sig["event_id"])
+    elif sig["kind"] == "cart_lost":
+        session = sig["data"].get("session_id", sig["event_id"])
+        if any(loss[1] == session and loss[0] == ts for loss in state["losses"]):
+            return Result(state)  # redelivered
+        state["losses"].append([ts, session, sig["event_id"], sig["data"].get("customer_id", "")])
+    state["now"] = ts if state["now"] is None else max(state["now"], ts)
+    return evaluate(state, state["now"], limits, detected_at=detected_at, event_id=sig["event_id"])
+
+
+def evaluate(state: dict, now: int, limits: Thresholds, *, detected_at: int, event_id: str | None = None) -> Result:
+    """Both rules at event time `now`: open, update or resolve."""
+    state["now"] = now if state["now"] is None else max(state["now"], now)
+    now = state["now"]
+    cause = event_id or f"clock:{now}"
+    _forget(state, now, limits)
+    result = Result(state)
+    result.alerts += _error_spike(state, now, limits, detected_at, cause)
+    result.alerts += _loss_spike(state, now, limits, detected_at, cause)
+    return result
+
+
+def next_due(state: dict, limits: Thresholds) -> int | None:
+    """When an open alert's window next loses an event (the time to look again), or None."""
+    due = []
+    if state["error_track"] and state["error_track"].get("open") and state["buckets"]:
+        oldest = min(int(b) for b in state["buckets"])
+        due.append((oldest + 1) * BUCKET_MS + limits.web_error_window_ms)
+    if state["loss_track"] and state["loss_track"].get("open") and state["losses"]:
+        due.append(min(loss[0] for loss in state["losses"]) + limits.cart_loss_spike_window_ms + 1)
+    return min(due) if due else None
+
+
+def _forget(state: dict, now: int, limits: Thresholds) -> None:
+    first_bucket = (now - limits.web_error_window_ms) // BUCKET_MS
+    state["buckets"] = {b: c for b, c in state["buckets"].items() if int(b) > first_bucket}
+    state["losses"] = [loss for loss in state["losses"] if loss[0] > now - limits.cart_loss_spike_window_ms]
+
+
+def _error_spike(state: dict, now: int, limits: Thresholds, detected_at: int, cause: str) -> list[dict]:
+    hits = sum(c[0] for c in state["buckets"].values())
+    errors = sum(c[1] for c in state["buckets"].values())
+    share = 100.0 * errors / hits if hits else 0.0
+    active = errors >= limits.web_error_min and share >= limits.web_error_percent
+    severity = "critical" if active and (share >= 25 or errors >= 5 * limits.web_error_min) else "warning"
+    key = dedup_key(ERROR_RULE, state["page"])
+    # Updated when the error count doubles, not on every error.
+    band = str(errors.bit_length()) if active else ""
+    track, status = transition(state["error_track"], key=key, active=active, severity=severity, ts=now,
+                               event_id=cause, cooldown_ms=limits.alert_cooldown_ms, fingerprint=band)
+    state["error_track"] = track
+    if status is None:
+        return []
+    track["evidence"] = merge_evidence(track["evidence"], *state["errors"][-20:])
+    window = minutes(limits.web_error_window_ms)
+    page = state["page"]
+    if status == "resolved":
+        title, summary = f"Server errors on {page} back to normal", (
+            f"{page} had {errors} server errors in {hits} requests over the last {window}, under the thresholds.")
+    else:
+        title = f"{errors} server errors on {page} in {window} ({share:.0f}% of requests)"
+        summary = (f"{page} answered {errors} of {hits} requests with status {limits.web_error_status} or above "
+                   f"in the last {window}. Customers on this page are failing to shop; check the service "
+                   f"behind it.")
+    details = {"errors": errors, "requests": hits, "error_percent": f"{share:.1f}", "window": window,
+               "threshold": f">= {limits.web_error_min} errors and >= {limits.web_error_percent}%"}
+    return [alert_for(track, status, rule=ERROR_RULE, audience="it", key=key, title=title, summary=summary,
+                      details=details, event_ts=now, detected_at=detected_at, page=page)]
+
+
+def _loss_spike(state: dict, now: int, limits: Thresholds, detected_at: int, cause: str) -> list[dict]:
+    sessions = sorted({loss[1] for loss in state["losses"]})
+    active = len(sessions) >= limits.cart_loss_spike_sessions
+    severity = "critical" if len(sessions) >= 3 * limits.cart_loss_spike_sessions else "warning"
+    key = dedup_key(LOSS_RULE, state["page"])
+    band = str(len(sessions) // limits.cart_loss_spike_sessions) if active else ""
+    track, status = transition(state["loss_track"], key=key, active=active, severity=severity, ts=now,
+                               event_id=cause, cooldown_ms=limits.alert_cooldown_ms, fingerprint=band)
+    state["loss_track"] = track
+    if status is None:
+        return []
+    track["evidence"] = merge_evidence(track["evidence"], *(loss[2] for loss in state["losses"]))
+    window = minutes(limits.cart_loss_spike_window_ms)
+    page = state["page"]
+    if status == "resolved":
+        title = f"Carts no longer lost after {page}"
+        summary = f"Fewer than {limits.cart_loss_spike_sessions} sessions lost their cart after {page} in the last {window}."
+    else:
+        title = f"{len(sessions)} sessions lost their cart after visiting {page}"
+        summary = (f"{len(sessions)} sessions lost their cart within {window} after visiting {page}: "
+                   f"the page likely drops the cart (a site defect). Customer service has one alert per session.")
+    customers = sorted({loss[3] for loss in state["losses"] if loss[3]})
+    details = {"sessions": len(sessions), "window": window, "session_ids": ",".join(sessions[:50]),
+               "customers": ",".join(customers[:50])}
+    return [alert_for(track, status, rule=LOSS_RULE, audience="it", key=key, title=title, summary=summary,
+                      details=details, event_ts=now, detected_at=detected_at, page=page)]
