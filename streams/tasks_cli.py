@@ -24,6 +24,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Iterable, Iterator, TextIO
 
 from streams import topics
+# The queues a task can be routed to (the OutreachTask schema's `queue` is a plain string).
+from streams.detectors.tasks import QUEUES
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Message
@@ -31,8 +33,6 @@ if TYPE_CHECKING:
     from schemas.codec import Codec
     from streams.settings import Settings
 
-# The queues a task can be routed to (the OutreachTask schema's `queue` is a plain string).
-QUEUES = ("fulfillment", "support-leads", "swarm", "customer-success", "billing", "it")
 # forewarn.TaskUpdate's TaskAction symbols, here so the parser needs no schema; a unit test holds them equal.
 ACTIONS = ("claim", "done", "release")
 # What a rep works on; `forewarn tasks` without --all shows only these.

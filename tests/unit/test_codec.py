@@ -87,6 +87,14 @@ SAMPLES: dict[str, dict] = {
         "available": 0, "reason": "stock_level", "evidence": ["ev-2"],
     },
     "forewarn.internal.Watermark": {"source": "orders:3", "watermark": T0, "sent_at": T0 + 7},
+    "forewarn.TaskUpdateRejected": {
+        "event_id": "tu-2", "ts": T0 + 60_000, "task_id": "t-9", "action": "claim", "assignee": "asha",
+        "reason": "unknown_task", "message": "no task t-9", "task_status": None, "rejected_at": T0 + 61_000,
+    },
+    "forewarn.internal.Signal": {
+        "event_id": "w-1", "ts": T0, "kind": "cart_lost", "key": "/shop/filters", "data": {"session_id": "s-1"},
+    },
+    "forewarn.internal.Tick": {"clock": T0, "sent_at": T0 + 5},
 }
 
 

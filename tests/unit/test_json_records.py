@@ -70,6 +70,13 @@ JSON_SAMPLES: dict[str, dict] = {
                                        "reason": "stock_level", "evidence": []},
     "forewarn.internal.Watermark": {"source": "orders:0", "watermark": "2026-03-02T09:15:00Z",
                                     "sent_at": "2026-03-02T09:15:00.250Z"},
+    "forewarn.TaskUpdateRejected": {"event_id": "tu-2", "ts": "2026-03-02T09:20:00Z", "task_id": "t-9",
+                                    "action": "claim", "assignee": "asha", "reason": "not_assignee",
+                                    "message": "t-9 is claimed by bilal, not asha", "task_status": "claimed",
+                                    "rejected_at": "2026-03-02T09:20:01Z"},
+    "forewarn.internal.Signal": {"event_id": "w-1", "ts": "2026-03-02T09:15:00Z", "kind": "page_hit",
+                                 "key": "/shop", "data": {"status_code": "503"}},
+    "forewarn.internal.Tick": {"clock": "2026-03-02T09:15:00Z", "sent_at": "2026-03-02T09:15:00.250Z"},
 }
 
 
