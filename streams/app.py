@@ -8,6 +8,7 @@ call a pure detector, publish what it returns.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import shutil
@@ -52,6 +53,8 @@ class Worker:
     due_indexes: list = field(default_factory=list)
     # forewarn-ticks partition -> wall ms of the last tick sent to it
     ticks_sent: dict[int, int] = field(default_factory=dict)
+    # (wall ms, clock) readings of the last few seconds, oldest first (see send_ticks)
+    clock_history: collections.deque = field(default_factory=collections.deque)
 
     def channel(self, *specs: topics.TopicSpec) -> faust.TopicT:
         """One channel over several co-partitioned topics (same key, same partition count)."""
@@ -186,17 +189,32 @@ async def send_order_watermarks(worker: Worker, assigned) -> None:
             await lines.send(key=None, value=value, partition=partition)
 
 
+# Ticks carry the clock as it read this long ago (wall time); see send_ticks.
+TICK_DELAY_MS = 2_000
+
+
 async def send_ticks(worker: Worker, assigned) -> None:
     """Send the worker clock to each forewarn-ticks partition of this worker where a deadline is due.
 
-    At most one tick per partition per second; nothing at all while nothing
-    is due, so an idle stack writes nothing.
+    The clock sent is the one read TICK_DELAY_MS ago: a fact one stage has
+    just sent another (a ticket answered, on its way to the channel stage)
+    is not yet readable, and while a replay runs, event time moves far in
+    those moments; a tick with the current clock could judge the channel at
+    a time that fact should already have changed. At most one tick per
+    partition per second; nothing at all while nothing is due, so an idle
+    stack writes nothing.
     """
-    clock = worker.clock.now(wall_ms())
-    if clock is None:
-        return
-    ticks = worker.settings.topic(topics.TICKS.name)
     now = wall_ms()
+    history = worker.clock_history
+    reading = worker.clock.now(now)
+    if reading is not None:
+        history.append((now, reading))
+    while len(history) > 1 and history[1][0] <= now - TICK_DELAY_MS:
+        history.popleft()
+    if not history or history[0][0] > now - TICK_DELAY_MS:
+        return
+    clock = history[0][1]
+    ticks = worker.settings.topic(topics.TICKS.name)
     for tp in assigned:
         if tp.topic != ticks:
             continue

@@ -3,9 +3,10 @@
 Tickets are counted in fixed event-time windows (one hour by default). A
 window spikes when its count reaches max(minimum, factor x the mean of the
 previous ``complaint_spike_history`` windows), absent windows counting as
-zero. The alert opens in the spiking window, is updated as the count grows,
-and resolves once a window ends in which the category no longer reaches its
-threshold.
+zero. The alert opens in the spiking window, is updated as the count
+doubles, and resolves when that window has ended and the current one is
+under its threshold. Tickets reach this stage from several partitions, so a
+ticket read late is also judged in its own window.
 """
 
 from __future__ import annotations
@@ -44,32 +45,40 @@ def apply_complaint(state: dict | None, sig: dict, limits: Thresholds, *, detect
     channel = sig["data"].get("channel", "")
     per_channel = state["channels"].setdefault(window, {})
     per_channel[channel] = per_channel.get(channel, 0) + 1
-    return evaluate(state, sig["ts"], limits, detected_at=detected_at, cause=sig["event_id"])
+    result = Result(state)
+    if state["now"] is not None and window_of(sig["ts"], limits) < window_of(state["now"], limits):
+        # Read late (tickets come from several partitions): its own window may have spiked.
+        result.alerts += _judge(state, sig["ts"], limits, detected_at, sig["event_id"], may_resolve=False)
+    return result.extend(evaluate(state, sig["ts"], limits, detected_at=detected_at, cause=sig["event_id"]))
 
 
 def evaluate(state: dict, now: int, limits: Thresholds, *, detected_at: int, cause: str | None = None) -> Result:
     state["now"] = now if state["now"] is None else max(state["now"], now)
-    now = state["now"]
-    _forget(state, now, limits)
+    _forget(state, state["now"], limits)
+    return Result(state, alerts=_judge(state, state["now"], limits, detected_at, cause or f"clock:{state['now']}"))
+
+
+def _judge(state: dict, now: int, limits: Thresholds, detected_at: int, cause: str, may_resolve: bool = True) -> list:
     current = window_of(now, limits)
     count = state["counts"].get(str(current), 0)
     threshold = threshold_for(state, current, limits)
     active = count >= threshold
+    if not may_resolve and not active:
+        return []
     track = state["track"]
     if track and track.get("open") and not active:
         # The spiking window itself stays open until it ends.
         spiking = track.get("window")
         if spiking is not None and now < spiking + limits.complaint_spike_window_ms:
-            return Result(state)
+            return []
     severity = "critical" if active and count >= 2 * threshold else "warning"
     key = dedup_key(RULE, state["category"])
     band = str(count.bit_length()) if active else ""
-    track, status = transition(track, key=key, active=active, severity=severity, ts=now,
-                               event_id=cause or f"clock:{now}", cooldown_ms=limits.alert_cooldown_ms,
-                               fingerprint=band)
+    track, status = transition(track, key=key, active=active, severity=severity, ts=now, event_id=cause,
+                               cooldown_ms=limits.alert_cooldown_ms, fingerprint=band)
     state["track"] = track
     if status is None:
-        return Result(state)
+        return []
     if active:
         track["window"] = current
         track["evidence"] = merge_evidence(track["evidence"], *state["evidence"].get(str(current), []))
@@ -89,9 +98,8 @@ def evaluate(state: dict, now: int, limits: Thresholds, *, detected_at: int, cau
                    f"by channel: " + ", ".join(f"{c} {n}" for c, n in sorted(channels.items())))
     details = {"count": count, "threshold": threshold, "previous_mean": f"{mean:.2f}", "window_start": iso(current),
                "window": window}
-    return Result(state, alerts=[alert_for(track, status, rule=RULE, audience="ops", key=key, title=title,
-                                           summary=summary, details=details, event_ts=now, detected_at=detected_at,
-                                           category=category)])
+    return [alert_for(track, status, rule=RULE, audience="ops", key=key, title=title, summary=summary,
+                      details=details, event_ts=now, detected_at=detected_at, category=category)]
 
 
 def next_due(state: dict, limits: Thresholds) -> int | None:

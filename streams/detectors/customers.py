@@ -27,6 +27,8 @@ REPEAT_RULE = "repeat_contact"
 FEEDBACK_RULE = "negative_feedback"
 MAX_ORDERS = 5
 MAX_TICKETS = 30
+MAX_FEEDBACK = 10
+FEEDBACK_KEPT_MS = 7 * 24 * 3_600_000
 
 
 def new_customer(customer_id: str | None) -> dict:
@@ -40,7 +42,7 @@ def apply_customer_signal(state: dict | None, sig: dict, limits: Thresholds, cus
     if sig["kind"] == "order_placed":
         if all(order[1] != data["order_id"] for order in state["orders"]):
             state["orders"] = sorted(state["orders"] + [[ts, data["order_id"]]])[-MAX_ORDERS:]
-        return Result(state)
+        return Result(state, alerts=_relink_feedback(state, customers, detected_at))
     ticket_id = data.get("ticket_id", "")
     known = next((t for t in state["tickets"] if t["ticket_id"] == ticket_id), None)
     if sig["kind"] == "ticket_resolved":
@@ -60,7 +62,9 @@ def apply_customer_signal(state: dict | None, sig: dict, limits: Thresholds, cus
     horizon = ts - 2 * limits.repeat_contact_window_ms
     state["tickets"] = sorted((t for t in state["tickets"] if t["ts"] is None or t["ts"] >= horizon),
                               key=lambda t: (t["ts"] is None, t["ts"] or 0))[-MAX_TICKETS:]
-    return _repeat(state, ts, limits, customers, detected_at, sig["event_id"])
+    result = _repeat(state, ts, limits, customers, detected_at, sig["event_id"])
+    result.alerts += _relink_feedback(state, customers, detected_at)
+    return result
 
 
 def _episode(state: dict, limits: Thresholds) -> list[dict]:
@@ -137,6 +141,15 @@ def is_negative(event: dict, limits: Thresholds) -> bool:
     return score <= limit
 
 
+def _links(state: dict, event: dict) -> tuple[str | None, str | None]:
+    """The order and ticket a feedback is about: its own, else the customer's latest before it."""
+    orders = [o for o in state["orders"] if o[0] <= event["ts"]]
+    tickets = [t for t in state["tickets"] if t["ts"] is not None and t["ts"] <= event["ts"]]
+    order_id = event.get("order_id") or (orders[-1][1] if orders else None)
+    ticket_id = event.get("ticket_id") or (tickets[-1]["ticket_id"] if tickets else None)
+    return order_id, ticket_id
+
+
 def apply_feedback(state: dict | None, event: dict, limits: Thresholds, customers: dict, *,
                    detected_at: int) -> Result:
     state = state or new_customer(event.get("customer_id"))
@@ -144,15 +157,39 @@ def apply_feedback(state: dict | None, event: dict, limits: Thresholds, customer
         return Result(state)
     state["feedback_seen"] = (state["feedback_seen"] + [event["event_id"]])[-20:]
     kind, score = event["event_type"], event["score"]
-    order_id = event.get("order_id") or (state["orders"][-1][1] if state["orders"] else None)
-    opened = [t for t in state["tickets"] if t["ts"] is not None]
-    ticket_id = event.get("ticket_id") or (opened[-1]["ticket_id"] if opened else None)
     key = dedup_key(FEEDBACK_RULE, event["event_id"])
     public = kind in ("social_mention", "review")
     severe = (kind == "csat" and score <= 1) or (kind == "nps" and score <= 3) or (kind == "review" and score <= 1)
     severity = "critical" if public and severe or kind == "social_mention" else "warning"
+    order_id, ticket_id = _links(state, event)
     track, status = transition(None, key=key, active=True, severity=severity, ts=event["ts"],
-                               event_id=event["event_id"], cooldown_ms=limits.alert_cooldown_ms)
+                               event_id=event["event_id"], cooldown_ms=limits.alert_cooldown_ms,
+                               fingerprint=f"{order_id}|{ticket_id}")
+    entry = {"event": {k: event.get(k) for k in ("event_id", "ts", "event_type", "customer_id", "score", "text",
+                                                 "order_id", "ticket_id")}, "track": track}
+    # Kept a while: an order or ticket from before the feedback may still be on its way (another partition).
+    state["feedback"] = [e for e in state.get("feedback", []) if e["event"]["ts"] > event["ts"] - FEEDBACK_KEPT_MS]
+    state["feedback"] = (state["feedback"] + [entry])[-MAX_FEEDBACK:]
+    return Result(state, alerts=[_feedback_alert(entry, status, order_id, ticket_id, customers, detected_at)])
+
+
+def _relink_feedback(state: dict, customers: dict, detected_at: int) -> list[dict]:
+    """Feedback whose latest order or ticket before it arrived after the feedback itself: updated."""
+    alerts = []
+    for entry in state.get("feedback", []):
+        order_id, ticket_id = _links(state, entry["event"])
+        fingerprint = f"{order_id}|{ticket_id}"
+        if fingerprint != entry["track"].get("fingerprint"):
+            entry["track"] = dict(entry["track"], fingerprint=fingerprint)
+            alerts.append(_feedback_alert(entry, "updated", order_id, ticket_id, customers, detected_at))
+    return alerts
+
+
+def _feedback_alert(entry: dict, status: str, order_id: str | None, ticket_id: str | None, customers: dict,
+                    detected_at: int) -> dict:
+    event, track = entry["event"], entry["track"]
+    kind, score = event["event_type"], event["score"]
+    public = kind in ("social_mention", "review")
     customer = customers.get(event.get("customer_id")) or {}
     who = customer.get("name") or event.get("customer_id") or "a customer"
     tier = customer.get("tier") or "unknown"
@@ -166,7 +203,6 @@ def apply_feedback(state: dict | None, event: dict, limits: Thresholds, customer
                + ". Call before it turns into a lost customer" + (" or a public complaint." if not public else "."))
     details = {"feedback_type": kind, "score": score, "text": text or None, "linked_order": order_id,
                "linked_ticket": ticket_id, "public": str(public).lower(), "customer_name": who, "customer_tier": tier}
-    alert = alert_for(track, status, rule=FEEDBACK_RULE, audience="cs", key=key, title=title, summary=summary,
-                      details=details, event_ts=event["ts"], detected_at=detected_at,
-                      customer_id=event.get("customer_id"), order_id=order_id, ticket_id=ticket_id)
-    return Result(state, alerts=[alert])
+    return alert_for(track, status, rule=FEEDBACK_RULE, audience="cs", key=dedup_key(FEEDBACK_RULE, event["event_id"]),
+                     title=title, summary=summary, details=details, event_ts=event["ts"], detected_at=detected_at,
+                     customer_id=event.get("customer_id"), order_id=order_id, ticket_id=ticket_id)

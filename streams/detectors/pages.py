@@ -40,12 +40,16 @@ def apply_page_signal(state: dict | None, sig: dict, limits: Thresholds, *, dete
         if any(loss[1] == session and loss[0] == ts for loss in state["losses"]):
             return Result(state)  # redelivered
         state["losses"].append([ts, session, sig["event_id"], sig["data"].get("customer_id", "")])
-    state["now"] = ts if state["now"] is None else max(state["now"], ts)
-    return evaluate(state, state["now"], limits, detected_at=detected_at, event_id=sig["event_id"])
+    result = Result(state)
+    if state["now"] is not None and ts < state["now"]:
+        # Read late (it came from another session partition): judge the window it belongs to as well.
+        result.alerts += _error_spike(state, ts, limits, detected_at, sig["event_id"], may_resolve=False)
+        result.alerts += _loss_spike(state, ts, limits, detected_at, sig["event_id"], may_resolve=False)
+    return result.extend(evaluate(state, ts, limits, detected_at=detected_at, event_id=sig["event_id"]))
 
 
 def evaluate(state: dict, now: int, limits: Thresholds, *, detected_at: int, event_id: str | None = None) -> Result:
-    """Both rules at event time `now`: open, update or resolve."""
+    """Both rules at the page's latest event time (or `now`, if later): open, update or resolve."""
     state["now"] = now if state["now"] is None else max(state["now"], now)
     now = state["now"]
     cause = event_id or f"clock:{now}"
@@ -58,26 +62,36 @@ def evaluate(state: dict, now: int, limits: Thresholds, *, detected_at: int, eve
 
 def next_due(state: dict, limits: Thresholds) -> int | None:
     """When an open alert's window next loses an event (the time to look again), or None."""
+    now = state["now"] or 0
     due = []
-    if state["error_track"] and state["error_track"].get("open") and state["buckets"]:
-        oldest = min(int(b) for b in state["buckets"])
-        due.append((oldest + 1) * BUCKET_MS + limits.web_error_window_ms)
-    if state["loss_track"] and state["loss_track"].get("open") and state["losses"]:
-        due.append(min(loss[0] for loss in state["losses"]) + limits.cart_loss_spike_window_ms + 1)
+    if state["error_track"] and state["error_track"].get("open"):
+        first = (now - limits.web_error_window_ms) // BUCKET_MS
+        inside = [int(b) for b in state["buckets"] if int(b) > first]
+        due.append((min(inside) + 1) * BUCKET_MS + limits.web_error_window_ms if inside else now)
+    if state["loss_track"] and state["loss_track"].get("open"):
+        inside = [loss[0] for loss in state["losses"] if loss[0] > now - limits.cart_loss_spike_window_ms]
+        due.append(min(inside) + limits.cart_loss_spike_window_ms if inside else now)
     return min(due) if due else None
 
 
 def _forget(state: dict, now: int, limits: Thresholds) -> None:
-    first_bucket = (now - limits.web_error_window_ms) // BUCKET_MS
+    """Keep two windows: events read late still meet the events of their own window."""
+    first_bucket = (now - 2 * limits.web_error_window_ms) // BUCKET_MS
     state["buckets"] = {b: c for b, c in state["buckets"].items() if int(b) > first_bucket}
-    state["losses"] = [loss for loss in state["losses"] if loss[0] > now - limits.cart_loss_spike_window_ms]
+    state["losses"] = [loss for loss in state["losses"] if loss[0] > now - 2 * limits.cart_loss_spike_window_ms]
 
 
-def _error_spike(state: dict, now: int, limits: Thresholds, detected_at: int, cause: str) -> list[dict]:
-    hits = sum(c[0] for c in state["buckets"].values())
-    errors = sum(c[1] for c in state["buckets"].values())
+def _error_spike(state: dict, now: int, limits: Thresholds, detected_at: int, cause: str,
+                 may_resolve: bool = True) -> list[dict]:
+    """The error rule over the window ending at `now`; a look back in time (`may_resolve` False) only opens."""
+    first, last = (now - limits.web_error_window_ms) // BUCKET_MS, now // BUCKET_MS
+    window = [c for b, c in state["buckets"].items() if first < int(b) <= last]
+    hits = sum(c[0] for c in window)
+    errors = sum(c[1] for c in window)
     share = 100.0 * errors / hits if hits else 0.0
     active = errors >= limits.web_error_min and share >= limits.web_error_percent
+    if not may_resolve and not active:
+        return []
     severity = "critical" if active and (share >= 25 or errors >= 5 * limits.web_error_min) else "warning"
     key = dedup_key(ERROR_RULE, state["page"])
     # Updated when the error count doubles, not on every error.
@@ -88,25 +102,30 @@ def _error_spike(state: dict, now: int, limits: Thresholds, detected_at: int, ca
     if status is None:
         return []
     track["evidence"] = merge_evidence(track["evidence"], *state["errors"][-20:])
-    window = minutes(limits.web_error_window_ms)
+    span = minutes(limits.web_error_window_ms)
     page = state["page"]
     if status == "resolved":
         title, summary = f"Server errors on {page} back to normal", (
-            f"{page} had {errors} server errors in {hits} requests over the last {window}, under the thresholds.")
+            f"{page} had {errors} server errors in {hits} requests over the last {span}, under the thresholds.")
     else:
-        title = f"{errors} server errors on {page} in {window} ({share:.0f}% of requests)"
+        title = f"{errors} server errors on {page} in {span} ({share:.0f}% of requests)"
         summary = (f"{page} answered {errors} of {hits} requests with status {limits.web_error_status} or above "
-                   f"in the last {window}. Customers on this page are failing to shop; check the service "
+                   f"in the last {span}. Customers on this page are failing to shop; check the service "
                    f"behind it.")
-    details = {"errors": errors, "requests": hits, "error_percent": f"{share:.1f}", "window": window,
+    details = {"errors": errors, "requests": hits, "error_percent": f"{share:.1f}", "window": span,
                "threshold": f">= {limits.web_error_min} errors and >= {limits.web_error_percent}%"}
     return [alert_for(track, status, rule=ERROR_RULE, audience="it", key=key, title=title, summary=summary,
                       details=details, event_ts=now, detected_at=detected_at, page=page)]
 
 
-def _loss_spike(state: dict, now: int, limits: Thresholds, detected_at: int, cause: str) -> list[dict]:
-    sessions = sorted({loss[1] for loss in state["losses"]})
+def _loss_spike(state: dict, now: int, limits: Thresholds, detected_at: int, cause: str,
+                may_resolve: bool = True) -> list[dict]:
+    """The cart-loss rule over the window ending at `now`; a look back in time (`may_resolve` False) only opens."""
+    losses = [loss for loss in state["losses"] if now - limits.cart_loss_spike_window_ms < loss[0] <= now]
+    sessions = sorted({loss[1] for loss in losses})
     active = len(sessions) >= limits.cart_loss_spike_sessions
+    if not may_resolve and not active:
+        return []
     severity = "critical" if len(sessions) >= 3 * limits.cart_loss_spike_sessions else "warning"
     key = dedup_key(LOSS_RULE, state["page"])
     band = str(len(sessions) // limits.cart_loss_spike_sessions) if active else ""
@@ -115,7 +134,7 @@ def _loss_spike(state: dict, now: int, limits: Thresholds, detected_at: int, cau
     state["loss_track"] = track
     if status is None:
         return []
-    track["evidence"] = merge_evidence(track["evidence"], *(loss[2] for loss in state["losses"]))
+    track["evidence"] = merge_evidence(track["evidence"], *(loss[2] for loss in losses))
     window = minutes(limits.cart_loss_spike_window_ms)
     page = state["page"]
     if status == "resolved":
@@ -125,7 +144,7 @@ def _loss_spike(state: dict, now: int, limits: Thresholds, detected_at: int, cau
         title = f"{len(sessions)} sessions lost their cart after visiting {page}"
         summary = (f"{len(sessions)} sessions lost their cart within {window} after visiting {page}: "
                    f"the page likely drops the cart (a site defect). Customer service has one alert per session.")
-    customers = sorted({loss[3] for loss in state["losses"] if loss[3]})
+    customers = sorted({loss[3] for loss in losses if loss[3]})
     details = {"sessions": len(sessions), "window": window, "session_ids": ",".join(sessions[:50]),
                "customers": ",".join(customers[:50])}
     return [alert_for(track, status, rule=LOSS_RULE, audience="it", key=key, title=title, summary=summary,

@@ -188,3 +188,16 @@ def test_negative_feedback_thresholds_and_linking():
         alert = result.alerts[0]
         assert alert["order_id"] == "O-9" and alert["ticket_id"] == "T7" and alert["customer_id"] == "C-1"
         state["feedback_seen"] = []
+
+
+def test_feedback_read_before_the_order_it_follows_is_relinked_when_the_order_arrives():
+    result = customers.apply_feedback(None, feedback(1, "csat", 1), LIMITS, PEOPLE, detected_at=0)
+    assert result.alerts[0]["order_id"] is None
+    state, alerts = feed_customer([{"event_id": "p1", "ts": T0 - HOUR_MS, "kind": "order_placed", "key": "C-1",
+                                    "data": {"order_id": "O-9"}}], result.state)
+    assert [(a["status"], a["order_id"]) for a in alerts] == [("updated", "O-9")]
+    assert alerts[0]["alert_id"] == result.alerts[0]["alert_id"]
+    # An order placed after the feedback is not what the feedback was about.
+    _, later = feed_customer([{"event_id": "p2", "ts": T0 + HOUR_MS, "kind": "order_placed", "key": "C-1",
+                               "data": {"order_id": "O-10"}}], state)
+    assert later == []
