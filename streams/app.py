@@ -324,13 +324,17 @@ def seek_uncommitted_partitions_to_beginning(stream_topics: set[str]) -> None:
 
     async def seek_to_committed(self, *partitions):
         committed = await original(self, *partitions)
+        never_committed = []
         for tp, offset in committed.items():
             if tp.topic not in seek_to_committed.forewarn_topics:
                 continue
             if offset is None:
-                await self.seek_to_beginning(tp)
+                never_committed.append(tp)
             elif offset == 0:
                 self.seek(tp, 0)
+        if never_committed:
+            # One request for all: each call waits for the fetcher's next offset reset (over a second).
+            await self.seek_to_beginning(*never_committed)
         return committed
 
     seek_to_committed.forewarn_topics = set(stream_topics)

@@ -9,7 +9,8 @@ The clock is a watermark over the input partitions a worker reads:
 * A partition that is caught up holds nothing back, however long it is idle.
 * When every partition is caught up, the clock follows the newest event time
   seen and, while nothing new arrives, advances with wall time from there, so
-  an idle stream still reaches its deadlines.
+  an idle stream still reaches its deadlines. Before the first event it has
+  no reading at all.
 
 The clock never goes backwards. An event older than the clock is still
 applied to state by the detectors; ``allowed_lateness_ms`` only bounds how
@@ -115,8 +116,10 @@ class WorkerClock:
         newest = max((p.last_ts for p in self._parts.values() if p.last_ts is not None), default=None)
         if self._anchor_value is None:
             if newest is None:
-                # Nothing assigned or read, nothing to wait for: wall time is all there is.
-                return self._advance_to(wall_ms)
+                # No event read yet: no reading. Nothing can be due before the first event, and a
+                # worker started before a replay of older events must not begin at wall time (every
+                # deadline of the replay would be due at once).
+                return self._value
             self._anchor_value, self._anchor_wall = newest, wall_ms
         flowing = self._anchor_value + max(0, wall_ms - self._anchor_wall)
         if newest is not None and newest > flowing:

@@ -57,11 +57,12 @@ def run_demo(settings: Settings, duration: float = 60.0) -> int:
                     return 1
                 time.sleep(0.5)
             print(f"  detection worker ready after {time.monotonic() - started:.0f}s; the shop opens.\n", flush=True)
-            _play(timeline, settings, stack.bootstrap, codec, stack, produced)
+            _play(timeline, settings, stack.bootstrap, codec, stack, produced, duration)
             print("\n(traffic done; waiting for the worker to read every event)", flush=True)
             group = settings.topic("forewarn")
-            watched = [settings.topic(spec.name) for spec in
-                       (topics.ORDERS, topics.INVENTORY, topics.ORDER_LINES, topics.ORDER_SHORTAGES)]
+            # Every topic the worker reads, but the ticks: the worker sends those itself while deadlines are due.
+            watched = [settings.topic(spec.name) for spec in topics.ALL_TOPICS
+                       if spec.kind != "output" and spec not in (topics.TICKS, topics.DEAD_LETTERS)]
             deadline = time.monotonic() + DRAIN_LIMIT_S
             while time.monotonic() < deadline:
                 if stack.failed_child() is not None:
@@ -72,6 +73,7 @@ def run_demo(settings: Settings, duration: float = 60.0) -> int:
                 time.sleep(0.5)
             else:
                 print(f"the worker had not read every event after {DRAIN_LIMIT_S:.0f}s; the summary may be short")
+            open_tasks = _open_tasks(stack.bootstrap, settings, codec)
             stored = _wait_for_the_store(stack, settings)
         except Stopped as stopped:
             print(f"\nforewarn demo: stopping after {produced[0]} events", flush=True)
@@ -83,8 +85,45 @@ def run_demo(settings: Settings, duration: float = 60.0) -> int:
                 printer.join(timeout=5)
             stack.stop()
     _summary(counts, produced[0], settings)
+    _tasks_summary(open_tasks)
     _store_summary(stored, settings)
+    _next_steps(settings)
     return 0
+
+
+def _next_steps(settings: Settings) -> None:
+    print(
+        "\nWhat to try next:\n"
+        "  forewarn up                          # the stack in the foreground; then, in another terminal:\n"
+        "  forewarn produce --topic orders my-orders.jsonl   # your own events (JSON lines)\n"
+        "  forewarn alerts --follow --rule out_of_stock_open_order\n"
+        "  forewarn tasks --queue swarm                         # the hardest, most valuable cases first\n"
+        "  forewarn task claim TASK_ID --as YOUR_NAME            # then: forewarn task done TASK_ID --as YOUR_NAME\n"
+        "  forewarn alerts --json | head        # alert records as JSON\n"
+        "  FOREWARN_KAFKA=host:9092 forewarn worker           # against your own Kafka\n"
+        f"  (data directory: {settings.data_dir})"
+    )
+
+
+def _open_tasks(bootstrap: str, settings: Settings, codec: Codec) -> list[dict]:
+    """The latest version of every outreach task that is open or claimed."""
+    from streams.tasks_cli import ACTIVE_STATUSES, latest_per_task
+
+    versions = [item[1] for item in read_topic(bootstrap, settings.topic(topics.OUTREACH_TASKS.name), codec)
+                if not isinstance(item, DecodeError)]
+    return [task for task in latest_per_task(versions).values() if task["status"] in ACTIVE_STATUSES]
+
+
+def _tasks_summary(open_tasks: list[dict]) -> None:
+    from streams.detectors.tasks import QUEUES
+
+    print(f"\nOutreach tasks open per queue ({len(open_tasks)} in all; `forewarn tasks` lists them):")
+    for queue in QUEUES:
+        mine = [t for t in open_tasks if t["queue"] == queue]
+        if not mine:
+            continue
+        rules = collections.Counter(t["rule"] for t in mine)
+        print(f"  {queue:18} {len(mine):3}   " + ", ".join(f"{rule} {n}" for rule, n in sorted(rules.items())))
 
 
 def _wait_for_the_store(stack: Stack, settings: Settings) -> dict[str, int] | None:
@@ -119,11 +158,16 @@ def _store_summary(stored: dict[str, int] | None, settings: Settings) -> None:
           "README's queries for analysts")
 
 
-def _play(timeline, settings: Settings, bootstrap: str, codec: Codec, stack: Stack, produced: list[int]) -> int:
+def _play(timeline, settings: Settings, bootstrap: str, codec: Codec, stack: Stack, produced: list[int],
+          duration: float | None = None) -> int:
     """Produce the timeline in real time; count in ``produced[0]`` the events the broker acknowledged.
 
-    Stops early if the worker dies. The count is kept in the caller's list so
-    that it is known even when a signal interrupts the traffic.
+    The schedule's `duration` seconds of wall time play the last full clock
+    hour of the shop's event time (streams.simulator.shop_time): the reply
+    targets, payment grace periods and complaint windows of the stories all
+    fall inside it. Stops early if the worker dies. The count is kept in the
+    caller's list so that it is known even when a signal interrupts the
+    traffic.
     """
 
     def delivered(err, _msg) -> None:
@@ -132,7 +176,9 @@ def _play(timeline, settings: Settings, bootstrap: str, codec: Codec, stack: Sta
 
     producer = producer_for(bootstrap)
     start = time.monotonic()
-    wall_start = int(time.time() * 1000)
+    duration = duration or max((item.at for item in timeline), default=1.0) or 1.0
+    hour = 3_600_000
+    shop_start = int(time.time() * 1000) // hour * hour - hour
     for item in timeline:
         delay = item.at - (time.monotonic() - start)
         if delay > 0:
@@ -141,7 +187,7 @@ def _play(timeline, settings: Settings, bootstrap: str, codec: Codec, stack: Sta
         if stack.failed_child() is not None:
             break
         spec = topics.BY_NAME[item.topic]
-        record = dict(item.record, ts=wall_start + int(item.at * 1000))
+        record = item.stamped(duration, shop_start)
         value = codec.encode(spec.schema, record, topic=settings.topic(spec.name))
         while True:
             try:
@@ -164,12 +210,3 @@ def _summary(counts: collections.Counter, produced: int, settings: Settings) -> 
         statuses = ", ".join(f"{status} {counts[(rule, status)]}" for status in ("open", "updated", "resolved")
                              if counts[(rule, status)])
         print(f"  {rule:28} {statuses}")
-    print(
-        "\nWhat to try next:\n"
-        "  forewarn up                          # the stack in the foreground; then, in another terminal:\n"
-        "  forewarn produce --topic orders my-orders.jsonl   # your own events (JSON lines)\n"
-        "  forewarn alerts --follow --rule out_of_stock_open_order\n"
-        "  forewarn alerts --json | head        # alert records as JSON\n"
-        "  FOREWARN_KAFKA=host:9092 forewarn worker           # against your own Kafka\n"
-        f"  (data directory: {settings.data_dir})"
-    )

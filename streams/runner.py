@@ -26,8 +26,10 @@ from streams.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
-# Topic pairs one agent joins: they must have the same partition count as the tables.
-COPARTITIONED = (topics.ORDERS, topics.ORDER_SHORTAGES, topics.INVENTORY, topics.ORDER_LINES)
+# Every topic an agent reads: the stages join them by partition number, so all must have the
+# same partition count as the tables.
+COPARTITIONED = tuple(spec for spec in topics.ALL_TOPICS
+                      if spec.kind != "output" and spec not in (topics.CATALOG, topics.CUSTOMERS, topics.DEAD_LETTERS))
 
 
 def check_partitions(settings: Settings, bootstrap: str) -> None:

@@ -217,6 +217,15 @@ def test_demo_prints_out_of_stock_alerts_with_short_lines_and_alternatives(tmp_p
     assert "RESOLVED" in out
     summary = out[out.index("Summary:"):]
     assert "out_of_stock_open_order" in summary and "What to try next" in summary
+    # Every rule fires at least once in a default run, and reps have tasks waiting in their queues.
+    per_rule = summary[:summary.index("Outreach tasks")]
+    for rule in ("cart_lost", "cart_loss_spike", "order_not_visible", "support_sla_risk", "support_sla_breach",
+                 "support_backlog", "repeat_contact", "complaint_spike", "return_spike", "web_error_spike",
+                 "late_shipment", "negative_feedback", "payment_failed", "sku_stockout_impact"):
+        assert f"  {rule} " in per_rule, rule
+    tasks = summary[summary.index("Outreach tasks"):summary.index("In ClickHouse")]
+    for queue in ("fulfillment", "customer-success", "it"):
+        assert f"  {queue} " in tasks, queue
     # The sink wrote everything to ClickHouse before the demo stopped; `forewarn sql` then opens the
     # store itself and answers with the alerts the demo printed.
     assert "In ClickHouse" in summary and "order_events" in summary

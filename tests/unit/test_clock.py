@@ -60,8 +60,14 @@ def test_the_clock_never_goes_backwards_for_late_events():
     assert clock.now(wall_ms=10) == 100_000
 
 
-def test_nothing_assigned_means_wall_time():
-    assert WorkerClock().now(wall_ms=42) == 42
+def test_no_reading_before_the_first_event_so_a_replay_of_older_events_starts_from_them():
+    clock = WorkerClock()
+    assert clock.now(wall_ms=1_000_000) is None
+    clock.assign(["a"])
+    clock.report_lag("a", behind=False)
+    assert clock.now(wall_ms=1_000_000) is None
+    clock.observe("a", 5_000, behind=False)
+    assert clock.now(wall_ms=1_000_000) == 5_000
 
 
 def test_window_cutoff_is_the_clock_minus_allowed_lateness():
@@ -87,7 +93,7 @@ def test_sync_assignment_drops_revoked_and_adds_new_partitions_as_behind():
     assert clock.behind_count() == 1  # B is new: unknown lag holds the clock
     assert clock.now(wall_ms=0) is None
     clock.report_lag(B, behind=False)
-    assert clock.now(wall_ms=0) == 0  # nothing read on B, nothing behind: wall time
+    assert clock.now(wall_ms=0) is None  # nothing read on B, nothing behind: still no reading
 
 
 def test_read_up_to_and_watermark_of_a_partition():

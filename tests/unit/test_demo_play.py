@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import dataclasses
 
 from schemas.codec import Codec
 from streams import demo
@@ -23,7 +23,7 @@ class WorkerDiesAfter:
 
 def timeline(count: int):
     # The real script's records, all due now, so nothing sleeps.
-    return [SimpleNamespace(at=0.0, topic=item.topic, record=item.record) for item in store_timeline(20)[:count]]
+    return [dataclasses.replace(item, at=0.0) for item in store_timeline(20)[:count]]
 
 
 def test_play_counts_only_what_it_produced_when_the_worker_dies_partway(monkeypatch):
