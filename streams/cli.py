@@ -26,6 +26,7 @@ configuration (environment):
   FOREWARN_REPLICATION_FACTOR, FOREWARN_ALLOWED_LATENESS_MS, FOREWARN_STOCKOUT_ROLLUP_ORDERS,
   FOREWARN_MAX_ALTERNATIVES, FOREWARN_REORDER_HORIZON_MS, FOREWARN_SESSION_TIMEOUT_MS,
   FOREWARN_SINGLE_RECORD_BATCHES, FOREWARN_WEB_PORT, FOREWARN_WORKER_ID
+  every rule's thresholds: `forewarn rules` lists them with their variables and current values
 """
 
 
@@ -95,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table",
                      help="table (default), csv, or json (one object per row)")
     sql.add_argument("--write", action="store_true", help="allow statements that change the store")
+
+    commands.add_parser("rules", help="list every rule with its audience, task queue and current thresholds")
 
     demo = commands.add_parser("demo", help="the embedded stack with a simulated coffee shop and its story")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of simulated traffic (default 60)")
@@ -219,6 +222,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _sink(args, settings)
     if args.command == "sql":
         return _sql(args, settings)
+    if args.command == "rules":
+        from streams.rulebook import describe
+
+        print(describe(settings.thresholds, {"max_alternatives": str(settings.max_alternatives),
+                                             "stockout_rollup_orders": str(settings.stockout_rollup_orders)}))
+        return 0
     if args.command == "demo":
         from streams.demo import run_demo
 

@@ -39,6 +39,8 @@ TICK = topics.TICKS.schema
 
 def register(worker: Worker) -> None:
     limits = worker.settings.thresholds
+    # Topics the out-of-stock agents also read: they dead-letter what cannot be used, once.
+    shared = {worker.settings.topic(spec.name) for spec in (topics.ORDERS, topics.ORDER_LINES)}
 
     def people() -> dict:
         return worker.reference.reference().customers
@@ -79,7 +81,8 @@ def register(worker: Worker) -> None:
             async for event in stream.events():
                 schema, record = worker.decode(event, allowed)
                 if schema is None:
-                    await worker.dead_letter(event, record, name)
+                    if event.message.topic not in shared:
+                        await worker.dead_letter(event, record, name)
                     continue
                 try:
                     if schema == TICK:

@@ -331,3 +331,31 @@ def test_deadline_fires_on_an_idle_stream(kafka_bootstrap, fresh_prefix, tmp_pat
         assert wait_for(breached, 90, "the breach of a ticket nobody answered") == ["open"]
         risk = alerts_of(read_alerts(kafka_bootstrap, fresh_prefix), "support_sla_risk")
         assert risk == {"support_sla_risk:TI": ["open", "resolved"]}  # superseded by the breach
+
+
+def lifecycle_of(alerts: list[dict]) -> dict[str, tuple[str, str, str]]:
+    """dedup key -> (severity it opened with, first status, last status): what a reader acts on."""
+    out: dict[str, tuple[str, str, str]] = {}
+    for alert in alerts:
+        first = out.get(alert["dedup_key"])
+        out[alert["dedup_key"]] = (first[0], first[1], alert["status"]) if first else \
+            (alert["severity"], alert["status"], alert["status"])
+    return out
+
+
+def test_replaying_the_same_timeline_gives_the_same_alerts(story, kafka_bootstrap, tmp_path):
+    prefix = f"t-again-{int(time.time() * 1000) % 10**8}-"
+    env = forewarn_env(kafka_bootstrap, prefix, tmp_path)
+    assert run_forewarn(["topics", "create"], env).returncode == 0
+    timeline = write_jsonl(tmp_path / "timeline.jsonl", story_timeline().items)
+    expected = lifecycle_of(story["alerts"])
+    with Workers(env, 1, tmp_path).start():
+        assert run_forewarn(["replay", str(timeline)], env).returncode == 0
+
+        def settled():
+            seen = lifecycle_of(read_alerts(kafka_bootstrap, prefix))
+            done = set(seen) >= set(expected) and all(seen[k][2] == expected[k][2] for k in expected)
+            return seen if done else None
+
+        again = wait_for(settled, 240, "the second replay's alerts to reach the first one's last statuses")
+    assert again == expected
