@@ -19,6 +19,7 @@ TABLE_FOR_TOPIC: dict[str, str] = {
     topics.RETURNS.name: "returns",
     topics.FEEDBACK.name: "feedback",
     topics.TASK_UPDATES.name: "task_updates",
+    topics.TASK_UPDATES_REJECTED.name: "task_updates_rejected",
     topics.ALERTS.name: "alerts",
     topics.OUTREACH_TASKS.name: "outreach_tasks",
 }

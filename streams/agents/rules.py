@@ -50,13 +50,22 @@ def register(worker: Worker) -> None:
 
     def stage(name: str, specs: tuple[topics.TopicSpec, ...], allowed: dict[str, str | None],
               on_record: Callable[[dict, str, dict], tuple[str, Result] | None],
-              deadlines: tuple[Callable[[dict], int | None], Callable[[dict, int], Result]] | None = None) -> None:
+              deadlines: tuple[Callable[[dict], int | None], Callable[[dict, int], Result]] | None = None,
+              finished: Callable[[dict], bool] | None = None) -> None:
         """One agent: decode, hand the record to `on_record(table, schema, record)`, publish what it returns.
 
         `on_record` returns (entity key, Result) or None. With `deadlines`
         (next_due(state), due(state, clock)), the stage keeps a DueIndex and
-        acts on ticks.
+        acts on ticks. An entity whose state is `finished` is deleted from the
+        table, so state does not grow with every session, order and ticket ever seen.
         """
+
+        def store(entity: str, state: dict) -> None:
+            if finished is not None and finished(state):
+                if entity in table:
+                    del table[entity]
+            else:
+                table[entity] = state
         table = worker.table(name)
         index = DueIndex(worker.table(f"{name}-due")) if deadlines else None
         if index is not None:
@@ -72,7 +81,7 @@ def register(worker: Worker) -> None:
                 if state is None:
                     continue
                 result = due(state, clock)
-                table[entity] = result.state
+                store(entity, result.state)
                 await worker.emit(result)
                 planned[entity] = next_due(result.state)
             index.settle(partition, clock, planned)
@@ -95,7 +104,7 @@ def register(worker: Worker) -> None:
                         continue
                     entity, result = outcome
                     if result.state is not None:
-                        table[entity] = result.state
+                        store(entity, result.state)
                         if index is not None:
                             index.schedule(event.message.partition, entity, deadlines[0](result.state))
                     await worker.emit(result)
@@ -110,7 +119,7 @@ def register(worker: Worker) -> None:
         session = event["session_id"]
         return session, web.apply_web_event(table.get(session), event, limits, detected_at=wall_ms())
 
-    stage("sessions", (topics.WEB,), {topics.WEB.schema: "session_id"}, on_web)
+    stage("sessions", (topics.WEB,), {topics.WEB.schema: "session_id"}, on_web, finished=web.finished)
 
     # ------------------------------------------------------------ pages: the web team's roll-ups
     def on_page(table, _schema, sig):
@@ -131,7 +140,8 @@ def register(worker: Worker) -> None:
     stage("order-watch", (topics.ORDERS, topics.ORDER_SIGNALS),
           {topics.ORDERS.schema: "order_id", SIGNAL: "key"}, on_order,
           deadlines=(lambda s: orders.next_due(s, limits),
-                     lambda s, clock: orders.due(s, clock, limits, people(), detected_at=wall_ms())))
+                     lambda s, clock: orders.due(s, clock, limits, people(), detected_at=wall_ms())),
+          finished=orders.finished)
 
     # ------------------------------------------------------------ tickets: reply targets
     def on_support(table, _schema, event):
@@ -140,7 +150,8 @@ def register(worker: Worker) -> None:
 
     stage("tickets", (topics.SUPPORT,), {topics.SUPPORT.schema: "ticket_id"}, on_support,
           deadlines=(lambda s: support.next_due(s, limits, people()),
-                     lambda s, clock: support.due(s, clock, limits, people(), detected_at=wall_ms())))
+                     lambda s, clock: support.due(s, clock, limits, people(), detected_at=wall_ms())),
+          finished=support.finished)
 
     # ------------------------------------------------------------ channels: backlog
     def on_channel(table, _schema, sig):

@@ -34,10 +34,16 @@ def apply_channel_signal(state: dict | None, sig: dict, limits: Thresholds, *, d
     elif sig["kind"] == "ticket_answered":
         entry[3] = sig["ts"] if entry[3] is None else min(entry[3], sig["ts"])
     result = Result(state)
-    if state["now"] is not None and sig["ts"] < state["now"]:
-        # Read late: the queue as it stood at the signal's own time may have been a backlog.
-        result.alerts += _judge(state, sig["ts"], limits, detected_at, sig["event_id"], may_resolve=False)
+    if state["now"] is not None and sig["ts"] < state["now"] and sig["kind"] == "ticket_waiting":
+        # Read late (tickets come from several partitions): the queue may have been a backlog at some
+        # time since the signal's own; it was longest just after a ticket started waiting.
+        at = max(_starts_between(state, sig["ts"], state["now"]), key=lambda t: (len(waiting_at(state, t)), -t))
+        result.alerts += _judge(state, at, limits, detected_at, sig["event_id"], may_resolve=False)
     return result.extend(evaluate(state, sig["ts"], limits, detected_at=detected_at, cause=sig["event_id"]))
+
+
+def _starts_between(state: dict, first: int, last: int) -> list[int]:
+    return [first] + sorted({e[0] for e in state["tickets"].values() if e[0] is not None and first < e[0] <= last})
 
 
 def waiting_at(state: dict, at: int) -> dict[str, list]:

@@ -110,6 +110,12 @@ def next_due(state: dict, limits: Thresholds) -> int | None:
     return min(points) if points else None
 
 
+def finished(state: dict) -> bool:
+    """Delivered or cancelled with no alert open: nothing about the order can still fire."""
+    return state["closed"] in ("delivered", "cancelled") and not any(
+        track and track.get("open") for track in state["tracks"].values())
+
+
 def _customer(state: dict, customers: dict) -> tuple[str, str]:
     customer = customers.get(state["customer_id"]) or {}
     return customer.get("name") or state["customer_id"] or "unknown customer", customer.get("tier") or "unknown"

@@ -42,9 +42,20 @@ def apply_page_signal(state: dict | None, sig: dict, limits: Thresholds, *, dete
         state["losses"].append([ts, session, sig["event_id"], sig["data"].get("customer_id", "")])
     result = Result(state)
     if state["now"] is not None and ts < state["now"]:
-        # Read late (it came from another session partition): judge the window it belongs to as well.
-        result.alerts += _error_spike(state, ts, limits, detected_at, sig["event_id"], may_resolve=False)
-        result.alerts += _loss_spike(state, ts, limits, detected_at, sig["event_id"], may_resolve=False)
+        # Read late (it came from another session partition): judge the windows it belongs to as well,
+        # each window ending between its time and the page's latest (a look back only opens).
+        last = min(state["now"], ts + limits.web_error_window_ms)
+        for end in [ts] + list(range((ts // BUCKET_MS + 1) * BUCKET_MS, last + 1, BUCKET_MS)):
+            alerts = _error_spike(state, end, limits, detected_at, sig["event_id"], may_resolve=False)
+            result.alerts += alerts
+            if alerts:
+                break
+        last = min(state["now"], ts + limits.cart_loss_spike_window_ms)
+        for end in [ts] + sorted({loss[0] for loss in state["losses"] if ts < loss[0] <= last}):
+            alerts = _loss_spike(state, end, limits, detected_at, sig["event_id"], may_resolve=False)
+            result.alerts += alerts
+            if alerts:
+                break
     return result.extend(evaluate(state, ts, limits, detected_at=detected_at, event_id=sig["event_id"]))
 
 

@@ -129,6 +129,12 @@ def next_due(state: dict, limits: Thresholds, customers: dict) -> int | None:
     return None
 
 
+def finished(state: dict) -> bool:
+    """Resolved, nobody waiting, no alert open. A reopening starts a new state from its own fields."""
+    return state["resolved"] and state["waiting_since"] is None and not any(
+        track and track.get("open") for track in state["tracks"].values())
+
+
 def _target(state: dict, limits: Thresholds, customers: dict) -> int:
     tier = (customers.get(state["customer_id"]) or {}).get("tier")
     return limits.sla_target_ms(state["channel"], tier)

@@ -85,6 +85,11 @@ def apply_web_event(state: dict | None, event: dict, limits: Thresholds, *, dete
     return result
 
 
+def finished(state: dict) -> bool:
+    """Nothing in the cart and no open alert: nothing left to lose, the session's state can go."""
+    return not state["cart"] and not state["adjust"] and not is_open(state["track"])
+
+
 def _cart_lost(state: dict, active: bool, event: dict, limits: Thresholds, detected_at: int,
                resolution: str | None = None) -> Result:
     key = dedup_key(RULE, state["session_id"])

@@ -118,3 +118,12 @@ def test_lookup_before_placing_or_found_is_not_an_alert():
     assert alerts == []
     _, alerts = run([order_event(1, "placed", T0), lookup(1, T0 + HOUR_MS, True)])
     assert alerts == []
+
+
+def test_an_order_is_finished_once_delivered_or_cancelled_with_nothing_open():
+    state, _ = run([order_event(1, "placed", T0, promised_ship_by=PROMISED), order_event(2, "shipped", T0 + HOUR_MS)])
+    assert not orders.finished(state)  # shipped: a lookup may still miss it
+    state, _ = run([order_event(3, "delivered", T0 + 2 * HOUR_MS)], state)
+    assert orders.finished(state)
+    state, _ = run([order_event(1, "placed", T0), lookup(1, T0 + HOUR_MS, False), order_event(2, "cancelled", T0 + 2)])
+    assert orders.finished(state)  # the cancellation resolved the visibility alert

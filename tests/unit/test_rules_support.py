@@ -201,3 +201,24 @@ def test_feedback_read_before_the_order_it_follows_is_relinked_when_the_order_ar
     _, later = feed_customer([{"event_id": "p2", "ts": T0 + HOUR_MS, "kind": "order_placed", "key": "C-1",
                                "data": {"order_id": "O-10"}}], state)
     assert later == []
+
+
+def test_backlog_counts_tickets_read_out_of_order_at_the_time_they_waited_together():
+    # Two ticket partitions: one was read through to its answers before the other's tickets arrived.
+    first = [channel_signal(n, "ticket_waiting", f"A{n}", T0 + n * 1000, target=HOUR_MS) for n in range(10)]
+    answers = [channel_signal(100 + n, "ticket_answered", f"A{n}", T0 + 30 * MINUTE_MS) for n in range(10)]
+    second = [channel_signal(200 + n, "ticket_waiting", f"B{n}", T0 + 10_000 + n * 1000, target=HOUR_MS)
+              for n in reversed(range(10))]
+    state, alerts = None, []
+    for sig in first + answers + second:
+        result = backlog.apply_channel_signal(state, sig, LIMITS, detected_at=0)
+        state, alerts = result.state, alerts + result.alerts
+    assert pairs(alerts)[0] == ("support_backlog", "open")
+    assert alerts[0]["details"]["waiting"] == "20"
+
+
+def test_a_ticket_is_finished_once_resolved_with_nothing_waiting():
+    state, _, _ = run([ticket_event(1, "ticket_opened", T0), ticket_event(2, "agent_replied", T0 + 1000)])
+    assert not support.finished(state)
+    state, _, _ = run([ticket_event(3, "ticket_resolved", T0 + 2000)], state)
+    assert support.finished(state)

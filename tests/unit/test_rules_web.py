@@ -133,3 +133,23 @@ def test_cart_loss_spike_five_sessions_in_fifteen_minutes():
     assert none == []
     resolved = pages.evaluate(state, T0 + 30 * MIN, LIMITS, detected_at=0)
     assert [a["status"] for a in resolved.alerts] == ["resolved"]
+
+
+def test_error_spike_found_when_its_errors_arrive_after_later_traffic():
+    # Another session partition was read ahead to a later time first.
+    state, alerts = feed_pages([page_signal(1, "page_hit", ts=T0 + 9 * MIN)])
+    errors = [page_signal(10 + n, "page_hit", ts=T0 + 3 * MIN + n * 1000, status_code=500) for n in reversed(range(20))]
+    state, alerts = feed_pages(errors, state)
+    assert [(a["rule"], a["status"]) for a in alerts][:1] == [("web_error_spike", "open")]
+
+
+def test_a_session_is_finished_when_nothing_is_left_to_lose():
+    state, _, _ = play([web_event(1, "page_view", "/")])
+    assert web.finished(state)
+    state, _, _ = play([web_event(2, "cart_add", "/p", sku="A", qty=1)], state)
+    assert not web.finished(state)
+    state, _, _ = play([web_event(3, "cart_view", "/cart", cart_item_count=0)], state)
+    assert not web.finished(state)  # the lost-cart alert is open
+    state, _, _ = play([web_event(4, "cart_add", "/p", sku="A", qty=1), web_event(5, "checkout_completed", "/c")],
+                       state)
+    assert web.finished(state)
