@@ -4,8 +4,9 @@ Per session, the cart the session's own ``cart_add`` / ``cart_remove`` events
 imply is compared with every ``cart_view``: a view showing fewer items, with
 no ``checkout_completed`` in between, is a lost cart. The alert names the
 SKUs that were in the cart and the last page the customer visited before the
-loss (where the site dropped it). It resolves when the customer checks out or
-puts every lost SKU back.
+loss (where the site dropped it). It resolves when the customer checks out,
+puts every SKU of an emptied cart back, or a cart view shows a partly lost
+cart whole again.
 
 Every web event also becomes a ``page_hit`` signal for its page (the page
 stage counts server errors against traffic), every loss a ``cart_lost``
@@ -52,7 +53,10 @@ def apply_web_event(state: dict | None, event: dict, limits: Thresholds, *, dete
     cart = state["cart"]
     if kind == "cart_add" and event.get("sku"):
         cart[event["sku"]] = cart.get(event["sku"], 0) + max(1, event.get("qty") or 1)
-        if is_open(state["track"]) and all(cart.get(sku, 0) >= qty for sku, qty in state["lost"].items()):
+        # After a whole cart was lost the customer can put it back; after a partial loss nobody knows
+        # which items went, so only the site restoring them (below) or a checkout ends it.
+        if is_open(state["track"]) and not state["adjust"] and \
+                all(cart.get(sku, 0) >= qty for sku, qty in state["lost"].items()):
             result.extend(_cart_lost(state, False, event, limits, detected_at, resolution="items_added_back"))
     elif kind == "cart_remove" and event.get("sku"):
         left = cart.get(event["sku"], 0) - max(1, event.get("qty") or 1)
@@ -67,9 +71,14 @@ def apply_web_event(state: dict | None, event: dict, limits: Thresholds, *, dete
     elif kind == "cart_view" and event.get("cart_item_count") is not None:
         implied = sum(cart.values()) + state["adjust"]
         shown = event["cart_item_count"]
-        if shown < implied:
+        if is_open(state["track"]) and state["adjust"] and shown >= sum(cart.values()):
+            # The site shows every item the session put in again: a partial loss restored.
+            state["adjust"] = 0
+            result.extend(_cart_lost(state, False, event, limits, detected_at, resolution="cart_restored"))
+        elif shown < implied:
             # The loss is told from the last page before this view: the page the site dropped the cart on.
-            state["lost"] = dict(cart) if shown == 0 else {sku: qty for sku, qty in cart.items()}
+            # All of a partly emptied cart's SKUs are named: which of them went, no event says.
+            state["lost"] = dict(cart)
             state["lost_page"] = state["last_page"] or page
             state["lost_count"] = implied - shown
             if shown == 0:

@@ -222,3 +222,23 @@ def test_a_ticket_is_finished_once_resolved_with_nothing_waiting():
     assert not support.finished(state)
     state, _, _ = run([ticket_event(3, "ticket_resolved", T0 + 2000)], state)
     assert support.finished(state)
+
+
+def test_updates_when_the_picture_changes():
+    # repeat_contact: a third ticket
+    state, alerts = feed_customer([contact(1, T0, "T1"), contact(2, T0 + HOUR_MS, "T2"),
+                                   contact(3, T0 + 2 * HOUR_MS, "T3")])
+    assert pairs(alerts) == [("repeat_contact", "open"), ("repeat_contact", "updated")]
+    assert alerts[1]["severity"] == "critical" and alerts[1]["details"]["tickets"] == "3"
+    # complaint_spike: the count doubles
+    state, alerts = feed_complaints([complaint(n, T0 + n * 1000) for n in range(16)])
+    assert pairs(alerts) == [("complaint_spike", "open"), ("complaint_spike", "updated")]
+    # support_backlog: the queue doubles
+    state, alerts = None, []
+    for n in range(40):
+        result = backlog.apply_channel_signal(state, channel_signal(n, "ticket_waiting", f"T{n}", T0 + n * 1000,
+                                                                    target=HOUR_MS), LIMITS, detected_at=0)
+        state, alerts = result.state, alerts + result.alerts
+    # 20 waiting opens it, 32 (the queue doubled since 16) updates it, 40 (twice the threshold) makes it critical.
+    assert [(a["status"], a["details"]["waiting"], a["severity"]) for a in alerts] == [
+        ("open", "20", "warning"), ("updated", "32", "warning"), ("updated", "40", "critical")]

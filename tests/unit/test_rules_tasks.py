@@ -152,3 +152,11 @@ def test_due_index_returns_due_entities_and_reschedules():
     index.settle(0, T0 + 1000, {"a": None})
     assert index.first_due(0) == T0 + 2 * HOUR_MS
     assert index.due_entities(1, T0) == ["c"]
+
+
+def test_return_spike_updates_as_returns_double():
+    orders = [line(n, 1, T0 + n * HOUR_MS) for n in range(100)]
+    state, alerts = feed(orders + [ret(n, T0 + 5 * DAY_MS + n) for n in range(10)])
+    assert [a["status"] for a in alerts] == ["open"]  # at the 5th return
+    state, more = feed([ret(100 + n, T0 + 5 * DAY_MS + 100 + n) for n in range(6)], state)
+    assert [a["status"] for a in more] == ["updated"] and more[0]["details"]["returns"] == "16"

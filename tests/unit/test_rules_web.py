@@ -53,16 +53,27 @@ def test_cart_view_matching_the_cart_or_after_checkout_is_not_a_loss():
     assert alerts == []
 
 
-def test_one_item_short_fires_and_re_adding_resolves():
+def test_one_item_short_fires_and_a_view_of_the_whole_cart_resolves():
     state, alerts, _ = play([
         web_event(1, "cart_add", "/p", sku="A", qty=2),
         web_event(2, "cart_view", "/cart", cart_item_count=1),
     ])
     assert [a["status"] for a in alerts] == ["open"]
-    _, more, _ = play([web_event(3, "cart_add", "/p", sku="A", qty=2)], state)
+    state, more, _ = play([web_event(3, "cart_view", "/cart", cart_item_count=1)], state)
+    assert more == []  # the same partial cart again: still lost, nothing new
+    _, more, _ = play([web_event(4, "cart_view", "/cart", cart_item_count=2)], state)
     assert [a["status"] for a in more] == ["resolved"]
     assert more[0]["alert_id"] == alerts[0]["alert_id"]
-    assert more[0]["details"]["resolution"] == "items_added_back"
+    assert more[0]["details"]["resolution"] == "cart_restored"
+
+
+def test_an_emptied_cart_put_back_by_the_customer_resolves():
+    state, alerts, _ = play([web_event(1, "cart_add", "/p", sku="A", qty=2),
+                             web_event(2, "cart_view", "/cart", cart_item_count=0)])
+    state, more, _ = play([web_event(3, "cart_add", "/p", sku="A", qty=1)], state)
+    assert more == []  # one of the two units back
+    _, more, _ = play([web_event(4, "cart_add", "/p", sku="A", qty=1)], state)
+    assert [a["status"] for a in more] == ["resolved"] and more[0]["details"]["resolution"] == "items_added_back"
 
 
 def test_redelivered_event_changes_nothing():
@@ -153,3 +164,16 @@ def test_a_session_is_finished_when_nothing_is_left_to_lose():
     state, _, _ = play([web_event(4, "cart_add", "/p", sku="A", qty=1), web_event(5, "checkout_completed", "/c")],
                        state)
     assert web.finished(state)
+
+
+def test_cart_lost_updates_on_a_second_loss_and_spike_updates_as_sessions_double():
+    state, alerts, _ = play([web_event(1, "cart_add", "/p", sku="A", qty=1),
+                             web_event(2, "cart_add", "/p", sku="B", qty=1),
+                             web_event(3, "cart_view", "/cart", cart_item_count=1)])
+    assert [a["status"] for a in alerts] == ["open"]
+    _, more, _ = play([web_event(4, "cart_add", "/p", sku="C", qty=1),
+                       web_event(5, "cart_view", "/cart", cart_item_count=0)], state)
+    assert [a["status"] for a in more] == ["updated"] and more[0]["details"]["lost_skus"] == "A,B,C"
+    losses = [page_signal(n, "cart_lost", ts=T0 + n * 1000, session_id=f"s{n}") for n in range(10)]
+    _, spikes = feed_pages(losses)
+    assert [a["status"] for a in spikes] == ["open", "updated"]
