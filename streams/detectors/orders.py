@@ -116,6 +116,18 @@ def finished(state: dict) -> bool:
         track and track.get("open") for track in state["tracks"].values())
 
 
+def _order_alert(state: dict, track: dict, status: str, rule: str, audience: str, title: str, summary: str,
+                 details: dict, at: int, detected_at: int, customers: dict, **entity) -> Result:
+    """An alert about this order: its lines and customer go into every one."""
+    who, tier = _customer(state, customers)
+    details = dict(details, lines=",".join(f"{sku} x{qty}" for sku, qty in state.get("lines", [])),
+                   customer_name=who, customer_tier=tier)
+    alert = alert_for(track, status, rule=rule, audience=audience, key=dedup_key(rule, state["order_id"]),
+                      title=title, summary=summary, details=details, event_ts=at, detected_at=detected_at,
+                      customer_id=state["customer_id"], order_id=state["order_id"], **entity)
+    return Result(state, alerts=[alert])
+
+
 def _customer(state: dict, customers: dict) -> tuple[str, str]:
     customer = customers.get(state["customer_id"]) or {}
     return customer.get("name") or state["customer_id"] or "unknown customer", customer.get("tier") or "unknown"
@@ -166,11 +178,8 @@ def _late_transition(state: dict, active: bool, severity: str, at: int, limits: 
         summary = (f"Order {order_id} for {who} ({tier}) is due to ship within "
                    f"{minutes(limits.late_shipment_warning_ms)} and has not shipped yet.")
     details = {"promised_ship_by": iso(promised), "due_by_ms": promised, "placed_at": iso(state["placed_ts"]),
-               "lines": ",".join(f"{sku} x{qty}" for sku, qty in state.get("lines", [])),
-               "customer_name": who, "customer_tier": tier, "resolution": resolution}
-    return Result(state, alerts=[alert_for(track, status, rule=LATE_RULE, audience="cs", key=key, title=title,
-                                           summary=summary, details=details, event_ts=at, detected_at=detected_at,
-                                           customer_id=state["customer_id"], order_id=order_id)])
+               "resolution": resolution}
+    return _order_alert(state, track, status, LATE_RULE, "cs", title, summary, details, at, detected_at, customers)
 
 
 def _payment(state: dict, now: int, limits: Thresholds, customers: dict, detected_at: int, cause: str) -> Result:
@@ -210,11 +219,9 @@ def _payment_transition(state: dict, active: bool, at: int, limits: Thresholds, 
         summary = (f"{who} ({tier}) had a payment fail on order {order_id} at {iso(failed_at)} and no payment "
                    f"succeeded within {minutes(limits.payment_grace_ms)}. Help them pay before the order lapses.")
     details = {"payment_failed_at": iso(failed_at), "order_total": f"{state.get('total_cents', 0) / 100:.2f}",
-               "lines": ",".join(f"{sku} x{qty}" for sku, qty in state.get("lines", [])),
-               "customer_name": who, "customer_tier": tier, "resolution": resolution}
-    return Result(state, alerts=[alert_for(track, status, rule=PAYMENT_RULE, audience="cs", key=key, title=title,
-                                           summary=summary, details=details, event_ts=at, detected_at=detected_at,
-                                           customer_id=state["customer_id"], order_id=order_id)])
+               "resolution": resolution}
+    return _order_alert(state, track, status, PAYMENT_RULE, "cs", title, summary, details, at, detected_at,
+                        customers)
 
 
 def _visibility(state: dict, limits: Thresholds, customers: dict, detected_at: int, cause: str, ts: int) -> Result:
@@ -253,9 +260,6 @@ def _visibility(state: dict, limits: Thresholds, customers: dict, detected_at: i
                    f"showing orders: confirm the order to the customer and fix the account view.")
     details = {"placed_at": iso(state["placed_ts"]), "lookups_not_found": len(misses),
                "last_lookup_at": iso(latest[0]), "last_lookup_page": latest[4], "session_id": latest[3],
-               "lines": ",".join(f"{sku} x{qty}" for sku, qty in state.get("lines", [])),
-               "customer_name": who, "customer_tier": tier, "resolution": resolution}
-    return Result(state, alerts=[alert_for(track, status, rule=VISIBLE_RULE, audience="it", key=key, title=title,
-                                           summary=summary, details=details, event_ts=at, detected_at=detected_at,
-                                           customer_id=state["customer_id"], order_id=order_id,
-                                           session_id=latest[3] or None)])
+               "resolution": resolution}
+    return _order_alert(state, track, status, VISIBLE_RULE, "it", title, summary, details, at, detected_at,
+                        customers, session_id=latest[3] or None)

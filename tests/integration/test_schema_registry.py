@@ -11,12 +11,10 @@ import json
 import logging
 import os
 import struct
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
