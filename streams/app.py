@@ -49,6 +49,7 @@ class Worker:
     clocked_topics: set[str] = field(default_factory=set)
     # orders partition -> (watermark, wall ms) of the last progress marker this worker sent for it
     markers_sent: dict[int, tuple[int, int]] = field(default_factory=dict)
+    tables: dict[str, faust.Table] = field(default_factory=dict)
     # The deadline stages' indexes (streams.agents.deadlines): the tick timer reads them.
     due_indexes: list = field(default_factory=list)
     # forewarn-ticks partition -> wall ms of the last tick sent to it
@@ -63,8 +64,11 @@ class Worker:
                               key_serializer="raw", value_serializer="raw")
 
     def table(self, name: str) -> faust.Table:
-        # Without a key or value type, Faust stores table keys and values as JSON.
-        return self.app.Table(name, default=None, partitions=self.settings.partitions)
+        """The worker's table of that name (one per name: a stage may read another's, never write it)."""
+        if name not in self.tables:
+            # Without a key or value type, Faust stores table keys and values as JSON.
+            self.tables[name] = self.app.Table(name, default=None, partitions=self.settings.partitions)
+        return self.tables[name]
 
     async def publish(self, spec: topics.TopicSpec, record: dict) -> None:
         key = record[spec.key_field]

@@ -15,7 +15,8 @@ tickets        support, forewarn-ticks                          support_sla_risk
 channels       forewarn-channel-signals, forewarn-ticks         support_backlog
 customers      feedback, forewarn-customer-signals              repeat_contact, negative_feedback
 categories     forewarn-category-signals, forewarn-ticks        complaint_spike
-sku-returns    returns, forewarn-order-lines, forewarn-ticks    return_spike
+sku-returns    returns, forewarn-ticks                          return_spike (units ordered: the
+                                                                sku-allocation table)
 tasks          forewarn-task-requests, task-updates             outreach tasks
 =============  ===============================================  ================================
 
@@ -39,8 +40,8 @@ TICK = topics.TICKS.schema
 
 def register(worker: Worker) -> None:
     limits = worker.settings.thresholds
-    # Topics the out-of-stock agents also read: they dead-letter what cannot be used, once.
-    shared = {worker.settings.topic(spec.name) for spec in (topics.ORDERS, topics.ORDER_LINES)}
+    # A topic the out-of-stock agents also read: they dead-letter what cannot be used, once.
+    shared = {worker.settings.topic(topics.ORDERS.name)}
 
     def people() -> dict:
         return worker.reference.reference().customers
@@ -181,18 +182,21 @@ def register(worker: Worker) -> None:
                      lambda s, clock: complaints.evaluate(s, clock, limits, detected_at=wall_ms())))
 
     # ------------------------------------------------------------ sku-returns: return spikes
-    def on_sku(table, schema, record):
-        sku = record.get("sku")
-        if schema == topics.WATERMARK_SCHEMA:
-            return None  # progress markers are for the out-of-stock stage
-        if schema == topics.RETURNS.schema:
-            return sku, returns.apply_return(table.get(sku), record, limits, catalog(), detected_at=wall_ms())
-        return sku, returns.apply_order_line(table.get(sku), record, limits, catalog(), detected_at=wall_ms())
+    # Units ordered per SKU come from the out-of-stock SKU stage's state (same key, same partition).
+    sku_allocation = worker.table("sku-allocation")
 
-    stage("sku-returns", (topics.RETURNS, topics.ORDER_LINES),
-          {topics.RETURNS.schema: "sku", topics.ORDER_LINES.schema: "sku", topics.WATERMARK_SCHEMA: None}, on_sku,
+    def ordered_of(sku: str) -> dict:
+        return (sku_allocation.get(sku) or {}).get("ordered") or {}
+
+    def on_return(table, _schema, event):
+        sku = event["sku"]
+        return sku, returns.apply_return(table.get(sku), event, limits, catalog(), ordered_of(sku),
+                                         detected_at=wall_ms())
+
+    stage("sku-returns", (topics.RETURNS,), {topics.RETURNS.schema: "sku"}, on_return,
           deadlines=(lambda s: returns.next_due(s, limits),
-                     lambda s, clock: returns.evaluate(s, clock, limits, catalog(), detected_at=wall_ms())))
+                     lambda s, clock: returns.evaluate(s, clock, limits, catalog(), ordered_of(s["sku"]),
+                                                       detected_at=wall_ms())))
 
     # ------------------------------------------------------------ tasks
     def on_task(table, schema, record):

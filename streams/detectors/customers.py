@@ -26,7 +26,7 @@ from streams.thresholds import Thresholds
 REPEAT_RULE = "repeat_contact"
 FEEDBACK_RULE = "negative_feedback"
 MAX_ORDERS = 5
-MAX_TICKETS = 30
+MAX_TICKETS = 12
 MAX_FEEDBACK = 10
 FEEDBACK_KEPT_MS = 7 * 24 * 3_600_000
 
@@ -56,7 +56,7 @@ def apply_customer_signal(state: dict | None, sig: dict, limits: Thresholds, cus
         return Result(state)
     ticket = known if known is not None else {"ticket_id": ticket_id, "resolved_ts": None}
     ticket.update(ts=ts, event_id=sig["event_id"], channel=data.get("channel"), order_id=data.get("order_id"),
-                  category=data.get("category"), text=data.get("text", ""))
+                  category=data.get("category"), text=data.get("text", "")[:120])
     if known is None:
         state["tickets"].append(ticket)
     horizon = ts - 2 * limits.repeat_contact_window_ms

@@ -1,11 +1,13 @@
 """Per SKU: ``return_spike``, a product that keeps coming back.
 
-Reads the ``returns`` topic and the order lines the out-of-stock stage already
-repartitions by SKU (``forewarn-order-lines``), so returns and sales of one
-SKU meet on one partition. A SKU spikes when it has ``return_spike_returns``
-or more returns in the return window (7 days) and the units returned are
-``return_spike_percent`` or more of the units ordered in the order window
-(30 days). The alert names the top reasons, for the product team; it
+Reads the ``returns`` topic, keyed by SKU like the out-of-stock SKU stage,
+whose state counts the units of each SKU ordered per day (``ordered``, see
+``streams.detectors.stock.count_ordered``): returns and sales of one SKU
+meet on one partition without a second pass over the order lines. A SKU
+spikes when it has ``return_spike_returns`` or more returns in the return
+window (7 days) and the units returned are ``return_spike_percent`` or more
+of the units ordered in the order window (30 days, at most the 31 days the
+SKU stage keeps). The alert names the top reasons, for the product team; it
 resolves when either condition no longer holds.
 """
 
@@ -18,48 +20,32 @@ from streams.detectors.lifecycle import Result, alert_for, minutes, transition
 from streams.thresholds import DAY_MS, Thresholds
 
 RULE = "return_spike"
-RECENT_ORDERS = 300
 
 
 def new_sku(sku: str) -> dict:
-    return {"sku": sku, "returns": [], "ordered": {}, "recent_orders": [], "now": None, "track": None}
+    return {"sku": sku, "returns": [], "now": None, "track": None}
 
 
-def apply_return(state: dict | None, event: dict, limits: Thresholds, catalog: dict, *, detected_at: int) -> Result:
+def apply_return(state: dict | None, event: dict, limits: Thresholds, catalog: dict, ordered: dict, *,
+                 detected_at: int) -> Result:
+    """A return; `ordered` is the SKU's units ordered per day (day number as a string -> units)."""
     state = state or new_sku(event["sku"])
     if any(r[3] == event["event_id"] for r in state["returns"]):
         return Result(state)
     state["returns"].append([event["ts"], int(event["qty"]), event["reason"], event["event_id"], event["order_id"]])
     state["returns"].sort(key=lambda r: r[0])
-    return evaluate(state, event["ts"], limits, catalog, detected_at=detected_at, cause=event["event_id"])
+    return evaluate(state, event["ts"], limits, catalog, ordered, detected_at=detected_at, cause=event["event_id"])
 
 
-def apply_order_line(state: dict | None, line: dict, limits: Thresholds, catalog: dict, *, detected_at: int) -> Result:
-    """An order line opening for this SKU counts as units ordered on its placement day."""
-    if line["action"] != "open":
-        return Result(state)
-    state = state or new_sku(line["sku"])
-    if line["order_id"] in state["recent_orders"]:
-        return Result(state)
-    state["recent_orders"] = (state["recent_orders"] + [line["order_id"]])[-RECENT_ORDERS:]
-    day = str(line["placed_ts"] // DAY_MS)
-    state["ordered"][day] = state["ordered"].get(day, 0) + int(line["qty"])
-    if not state["returns"] and not (state["track"] and state["track"].get("open")):
-        state["now"] = max(state["now"] or 0, line["placed_ts"])
-        return Result(state)
-    return evaluate(state, line["placed_ts"], limits, catalog, detected_at=detected_at, cause=line["event_id"])
-
-
-def evaluate(state: dict, now: int, limits: Thresholds, catalog: dict, *, detected_at: int,
+def evaluate(state: dict, now: int, limits: Thresholds, catalog: dict, ordered: dict, *, detected_at: int,
              cause: str | None = None) -> Result:
     state["now"] = now if state["now"] is None else max(state["now"], now)
     now = state["now"]
     state["returns"] = [r for r in state["returns"] if r[0] > now - limits.return_spike_window_ms]
     first_day = (now - limits.return_spike_orders_window_ms) // DAY_MS
-    state["ordered"] = {d: n for d, n in state["ordered"].items() if int(d) > first_day}
     returns = state["returns"]
     returned = sum(r[1] for r in returns)
-    ordered = sum(state["ordered"].values())
+    ordered = sum(n for d, n in ordered.items() if first_day < int(d) <= now // DAY_MS)
     share = 100.0 * returned / ordered if ordered else 100.0
     active = len(returns) >= limits.return_spike_returns and share >= limits.return_spike_percent
     severity = "critical" if active and share >= 3 * limits.return_spike_percent else "warning"

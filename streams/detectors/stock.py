@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Mapping
 
+from streams.thresholds import DAY_MS
 from streams.detectors.alerts import (
     OPEN,
     RESOLVED,
@@ -123,6 +124,7 @@ def apply_order_line(
     if line["action"] == "open":
         if known is not None:
             return Outcome(state)  # redelivered: already counted
+        count_ordered(state, line["placed_ts"], int(line["qty"]))
         state["lines"][order_id] = {
             "qty": int(line["qty"]),
             "placed_ts": line["placed_ts"],
@@ -142,6 +144,19 @@ def apply_order_line(
         known["close_reason"] = line["reason"]
         since = known["closed_ts"]
     return _resimulate(state, since, ref, detected_at, rollup_orders, horizon_ms)
+
+
+# Units ordered per day are kept this many days (the return-spike rule reads them; see streams.detectors.returns).
+ORDERED_DAYS = 31
+
+
+def count_ordered(state: dict, placed_ts: int, qty: int) -> None:
+    """Units of this SKU ordered per day of placement, for the last ORDERED_DAYS days."""
+    ordered = state.setdefault("ordered", {})
+    day = placed_ts // DAY_MS
+    ordered[str(day)] = ordered.get(str(day), 0) + qty
+    for old in [d for d in ordered if int(d) < day - ORDERED_DAYS]:
+        del ordered[old]
 
 
 def allocate_oldest_first(available: int, lines: Mapping[str, dict]) -> dict[str, int]:

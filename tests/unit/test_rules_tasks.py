@@ -1,7 +1,7 @@
 """return_spike, the alert lifecycle's cooldown, outreach tasks (routing, priority, state machine), due index."""
 
 from streams.agents.deadlines import DueIndex
-from streams.detectors import lifecycle, returns, tasks
+from streams.detectors import lifecycle, returns, stock, tasks
 from streams.thresholds import DAY_MS, HOUR_MS, MINUTE_MS, Thresholds
 
 LIMITS = Thresholds()
@@ -19,35 +19,38 @@ def ret(n, ts, qty=1, reason="arrived broken"):
             "sku": "GRND-80", "qty": qty, "reason": reason}
 
 
-def feed(events, state=None):
+def feed(events, state=None, sku_stage=None):
+    """Order lines go through the out-of-stock SKU stage (which counts units ordered), returns to the return stage."""
+    sku_stage = sku_stage if sku_stage is not None else {}
     alerts = []
     for event in events:
         if "action" in event:
-            result = returns.apply_order_line(state, event, LIMITS, CATALOG, detected_at=0)
-        else:
-            result = returns.apply_return(state, event, LIMITS, CATALOG, detected_at=0)
+            sku_stage.update(stock.apply_order_line(sku_stage or None, event, stock.Reference(), detected_at=0,
+                                                    rollup_orders=100).state)
+            continue
+        result = returns.apply_return(state, event, LIMITS, CATALOG, sku_stage.get("ordered", {}), detected_at=0)
         state, alerts = result.state, alerts + result.alerts
-    return state, alerts
+    return state, alerts, sku_stage
 
 
 def test_return_spike_five_returns_and_ten_percent_of_ordered_units():
     orders = [line(n, 1, T0 + n * HOUR_MS) for n in range(50)]
     four = [ret(n, T0 + 3 * DAY_MS + n * HOUR_MS) for n in range(4)]
-    state, alerts = feed(orders + four)
+    state, alerts, skus = feed(orders + four)
     assert alerts == []
-    state, alerts = feed([ret(9, T0 + 4 * DAY_MS, reason="motor stopped")], state)
+    state, alerts, _ = feed([ret(9, T0 + 4 * DAY_MS, reason="motor stopped")], state, skus)
     assert [(a["rule"], a["status"], a["audience"]) for a in alerts] == [("return_spike", "open", "product")]
     assert "arrived broken=4" in alerts[0]["details"]["top_reasons"]
     assert alerts[0]["sku"] == "GRND-80"
     # The window passes: resolved.
     assert returns.next_due(state, LIMITS) == T0 + 3 * DAY_MS + 7 * DAY_MS + 1
-    result = returns.evaluate(state, T0 + 11 * DAY_MS, LIMITS, CATALOG, detected_at=0)
+    result = returns.evaluate(state, T0 + 11 * DAY_MS, LIMITS, CATALOG, skus["ordered"], detected_at=0)
     assert [a["status"] for a in result.alerts] == ["resolved"]
 
 
 def test_five_returns_under_ten_percent_of_a_best_seller_do_not_spike():
     orders = [line(n, 2, T0 + n * HOUR_MS) for n in range(30)]  # 60 units ordered
-    _, alerts = feed(orders + [ret(100 + n, T0 + 2 * DAY_MS + n) for n in range(5)])  # 5 units: 8.3%
+    _, alerts, _ = feed(orders + [ret(100 + n, T0 + 2 * DAY_MS + n) for n in range(5)])  # 5 units: 8.3%
     assert alerts == []
 
 
@@ -156,7 +159,7 @@ def test_due_index_returns_due_entities_and_reschedules():
 
 def test_return_spike_updates_as_returns_double():
     orders = [line(n, 1, T0 + n * HOUR_MS) for n in range(100)]
-    state, alerts = feed(orders + [ret(n, T0 + 5 * DAY_MS + n) for n in range(10)])
+    state, alerts, skus = feed(orders + [ret(n, T0 + 5 * DAY_MS + n) for n in range(10)])
     assert [a["status"] for a in alerts] == ["open"]  # at the 5th return
-    state, more = feed([ret(100 + n, T0 + 5 * DAY_MS + 100 + n) for n in range(6)], state)
+    state, more, _ = feed([ret(100 + n, T0 + 5 * DAY_MS + 100 + n) for n in range(6)], state, skus)
     assert [a["status"] for a in more] == ["updated"] and more[0]["details"]["returns"] == "16"
