@@ -81,8 +81,7 @@ def main() -> None:
             procs.append(subprocess.Popen([sys.executable, "-m", "streams", "worker"],
                                           env=dict(env, FOREWARN_WORKER_ID=f"b{n}"),
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        watched = [settings.topic(s.name) for s in
-                   (topics.ORDERS, topics.INVENTORY, topics.ORDER_LINES, topics.ORDER_SHORTAGES)]
+        watched = [settings.topic(s.name) for s in topics.GROUP_INPUTS]
         first_progress = None
         while True:
             lag = group_lag(bootstrap, settings.topic("forewarn"), watched)

@@ -60,9 +60,7 @@ def run_demo(settings: Settings, duration: float = 60.0) -> int:
             _play(timeline, settings, stack.bootstrap, codec, stack, produced, duration)
             print("\n(traffic done; waiting for the worker to read every event)", flush=True)
             group = settings.topic("forewarn")
-            # Every topic the worker reads, but the ticks: the worker sends those itself while deadlines are due.
-            watched = [settings.topic(spec.name) for spec in topics.ALL_TOPICS
-                       if spec.kind != "output" and spec not in (topics.TICKS, topics.DEAD_LETTERS)]
+            watched = [settings.topic(spec.name) for spec in topics.GROUP_INPUTS]
             deadline = time.monotonic() + DRAIN_LIMIT_S
             while time.monotonic() < deadline:
                 if stack.failed_child() is not None:

@@ -28,8 +28,7 @@ log = logging.getLogger(__name__)
 
 # Every topic an agent reads: the stages join them by partition number, so all must have the
 # same partition count as the tables.
-COPARTITIONED = tuple(spec for spec in topics.ALL_TOPICS
-                      if spec.kind != "output" and spec not in (topics.CATALOG, topics.CUSTOMERS, topics.DEAD_LETTERS))
+COPARTITIONED = topics.GROUP_INPUTS + (topics.TICKS,)
 
 
 def check_partitions(settings: Settings, bootstrap: str) -> None:

@@ -94,6 +94,12 @@ INTERNAL_TOPICS = (ORDER_LINES, ORDER_SHORTAGES, PAGE_SIGNALS, ORDER_SIGNALS, CH
                    CATEGORY_SIGNALS, TASK_REQUESTS, TICKS, DEAD_LETTERS)
 ALL_TOPICS = INPUT_TOPICS + OUTPUT_TOPICS + INTERNAL_TOPICS
 
+# What the detection workers' consumer group reads (catalog and customers are read whole by every
+# worker outside the group; see streams.reference). Ticks are left out: the workers send them to
+# themselves while deadlines are due, so their lag says nothing about work still to do.
+GROUP_INPUTS = (ORDERS, INVENTORY, WEB, SUPPORT, RETURNS, FEEDBACK, TASK_UPDATES, ORDER_LINES, ORDER_SHORTAGES,
+                PAGE_SIGNALS, ORDER_SIGNALS, CHANNEL_SIGNALS, CUSTOMER_SIGNALS, CATEGORY_SIGNALS, TASK_REQUESTS)
+
 BY_NAME = {spec.name: spec for spec in ALL_TOPICS}
 # Topics `forewarn produce` accepts.
 PRODUCIBLE = {spec.name: spec for spec in INPUT_TOPICS}

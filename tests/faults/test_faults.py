@@ -173,8 +173,7 @@ def run_with_fault(cluster, tmp_path, fault: str) -> dict:
         assert producer.error is None, producer.error
         assert not producer.is_alive(), "the producer did not finish"
         group = f"{prefix}forewarn"
-        watched = [f"{prefix}{s.name}" for s in
-                   (topics.ORDERS, topics.INVENTORY, topics.ORDER_LINES, topics.ORDER_SHORTAGES)]
+        watched = [f"{prefix}{s.name}" for s in topics.GROUP_INPUTS]
         wait_for_zero_lag(cluster.bootstrap, group, watched, workers)
         alerts = [item[1] for item in read_topic(cluster.bootstrap, f"{prefix}alerts", Codec())
                   if not isinstance(item, DecodeError)]
