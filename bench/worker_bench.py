@@ -24,6 +24,7 @@ from pathlib import Path
 from schemas.codec import Codec
 from streams import topics
 from streams.admin import ensure_topics
+from streams.app import worker_datadir
 from streams.embedded import EmbeddedBroker
 from streams.follow import group_lag
 from streams.produce import producer_for
@@ -82,19 +83,18 @@ def main() -> None:
                                           env=dict(env, FOREWARN_WORKER_ID=f"b{n}"),
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         watched = [settings.topic(s.name) for s in topics.GROUP_INPUTS]
-        first_progress = None
+        # A worker writes this marker once it has joined the group and been given partitions.
+        ready = [worker_datadir(settings.with_(worker_id=f"b{n}")) / "ready" for n in range(args.workers)]
+        joined = None
         while True:
-            lag = group_lag(bootstrap, settings.topic("forewarn"), watched)
-            if lag is not None and first_progress is None and lag < sent:
-                first_progress = time.monotonic()
-            if lag == 0:
+            if joined is None and all(marker.exists() for marker in ready):
+                joined = time.monotonic()
+            if joined is not None and group_lag(bootstrap, settings.topic("forewarn"), watched) == 0:
                 break
             time.sleep(0.5)
         done = time.monotonic()
-        startup = (first_progress or done) - start
-        busy = done - (first_progress or start)
         print(f"{sent} input events, {args.workers} worker(s): all processed {done - start:.1f}s after start "
-              f"(about {startup:.1f}s to join); {sent / busy:,.0f} input events/s once running")
+              f"({joined - start:.1f}s to join); {sent / (done - joined):,.0f} input events/s once joined")
     finally:
         for proc in procs:
             proc.terminate()
