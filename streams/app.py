@@ -47,6 +47,8 @@ class Worker:
     dead_lettered: int = 0
     # Full names of the topics the agents read; the clock watches these partitions.
     clocked_topics: set[str] = field(default_factory=set)
+    # Full names of every topic the agents read (clocked or not).
+    input_topics: set[str] = field(default_factory=set)
     # orders partition -> (watermark, wall ms) of the last progress marker this worker sent for it
     markers_sent: dict[int, tuple[int, int]] = field(default_factory=dict)
     tables: dict[str, faust.Table] = field(default_factory=dict)
@@ -60,6 +62,7 @@ class Worker:
     def channel(self, *specs: topics.TopicSpec) -> faust.TopicT:
         """One channel over several co-partitioned topics (same key, same partition count)."""
         self.clocked_topics.update(self.settings.topic(s.name) for s in specs)
+        self.input_topics.update(self.settings.topic(s.name) for s in specs)
         return self.app.topic(*(self.settings.topic(s.name) for s in specs),
                               key_serializer="raw", value_serializer="raw")
 
@@ -141,6 +144,8 @@ class Worker:
 
     def observe(self, event, event_ts: int) -> None:
         msg = event.message
+        if msg.topic not in self.clocked_topics:
+            return
         tp = (msg.topic, msg.partition)
         highwater = self.app.consumer.highwater(msg.tp)
         behind = highwater is None or msg.offset + 1 < highwater
@@ -412,8 +417,11 @@ def build_worker(settings: Settings, bootstrap: str) -> Worker:
 
     stock.register(worker)
     rules.register(worker)
-    # Ticks carry the clock; they are not events whose time the clock should wait for.
+    # Ticks carry the clock; they are not events whose time the clock should wait for. Reps' task
+    # updates happen in wall time: a rep acting while older events are replayed must not move the
+    # clock (and every deadline of the replay) to today.
     ticks_topic = settings.topic(topics.TICKS.name)
     worker.clocked_topics.discard(ticks_topic)
-    seek_uncommitted_partitions_to_beginning(worker.clocked_topics)
+    worker.clocked_topics.discard(settings.topic(topics.TASK_UPDATES.name))
+    seek_uncommitted_partitions_to_beginning(worker.input_topics)
     return worker

@@ -104,6 +104,10 @@ def register(worker: Worker) -> None:
                     if outcome is None:
                         continue
                     entity, result = outcome
+                    # Where each signal comes from, so receivers recognise repeats (lifecycle.already_applied).
+                    msg = event.message
+                    for _, sig in result.signals:
+                        sig["data"]["src"] = f"{msg.topic}:{msg.partition}:{msg.offset}"
                     if result.state is not None:
                         store(entity, result.state)
                         if index is not None:

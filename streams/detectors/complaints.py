@@ -12,7 +12,7 @@ ticket read late is also judged in its own window.
 from __future__ import annotations
 
 from streams.detectors.alerts import dedup_key, merge_evidence
-from streams.detectors.lifecycle import Result, alert_for, iso, minutes, transition
+from streams.detectors.lifecycle import Result, alert_for, already_applied, iso, minutes, transition
 from streams.thresholds import Thresholds
 
 RULE = "complaint_spike"
@@ -36,7 +36,7 @@ def threshold_for(state: dict, window: int, limits: Thresholds) -> int:
 
 def apply_complaint(state: dict | None, sig: dict, limits: Thresholds, *, detected_at: int) -> Result:
     state = state or new_category(sig["key"])
-    if sig["event_id"] in state["seen"]:
+    if sig["event_id"] in state["seen"] or already_applied(state, sig):
         return Result(state)
     state["seen"] = (state["seen"] + [sig["event_id"]])[-50:]
     window = str(window_of(sig["ts"], limits))

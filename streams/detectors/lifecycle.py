@@ -51,6 +51,28 @@ def signal(topic: str, key: str, kind: str, event_id: str, ts: int, **data) -> t
                    "data": {k: str(v) for k, v in data.items() if v is not None}}
 
 
+def already_applied(state: dict, sig: dict) -> bool:
+    """Whether this signal is a repeat, by the position of the event that caused it; records it if new.
+
+    Stages send every signal with ``data["src"]`` = ``topic:partition:offset`` of
+    the event behind it. After a crash or rebalance a stage processes events
+    again from its last commit and sends their signals again; for one source
+    partition they arrive in offset order, so a receiving entity that keeps the
+    highest offset applied per (kind, source partition) recognises every repeat
+    with a few numbers of state, where counting stages would otherwise count twice.
+    """
+    src = sig["data"].get("src")
+    if not src:
+        return False
+    topic, partition, offset = src.rsplit(":", 2)
+    key = f"{sig['kind']}:{topic}:{partition}"
+    applied = state.setdefault("applied", {})
+    if int(offset) <= applied.get(key, -1):
+        return True
+    applied[key] = int(offset)
+    return False
+
+
 def is_open(track: dict | None) -> bool:
     return bool(track) and track.get("open", False)
 

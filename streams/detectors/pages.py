@@ -10,7 +10,7 @@ resolves once its window has passed even when the page goes quiet.
 from __future__ import annotations
 
 from streams.detectors.alerts import dedup_key, merge_evidence
-from streams.detectors.lifecycle import Result, alert_for, minutes, transition
+from streams.detectors.lifecycle import Result, alert_for, already_applied, minutes, transition
 from streams.thresholds import Thresholds
 
 ERROR_RULE = "web_error_spike"
@@ -26,6 +26,8 @@ def new_page(page: str) -> dict:
 
 def apply_page_signal(state: dict | None, sig: dict, limits: Thresholds, *, detected_at: int) -> Result:
     state = state or new_page(sig["key"])
+    if already_applied(state, sig):
+        return Result(state)
     ts = sig["ts"]
     if sig["kind"] == "page_hit":
         bucket = str(ts // BUCKET_MS)

@@ -59,11 +59,12 @@ class SinkProcess:
         self.env, self.log_path = env, log_path
         self.proc: subprocess.Popen | None = None
 
-    def start(self, *args: str, **extra: str) -> "SinkProcess":
+    def start(self, *args: str, serving: bool = True, **extra: str) -> "SinkProcess":
+        """Start it; with `serving`, wait until it serves queries (a sink set to kill itself may be gone first)."""
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "streams", "sink", *args], env=dict(self.env, **extra),
                                          stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent_hook())
-        if "FOREWARN_CLICKHOUSE" not in extra:
+        if serving and "FOREWARN_CLICKHOUSE" not in extra:
             # Queries go through the sink once it owns the chDB store.
             wait_for(lambda: self.alive() and "queries at" in self.log(), timeout=60,
                      what="the sink to open the store and serve queries")
@@ -203,7 +204,7 @@ def test_killed_between_insert_and_commit_stores_nothing_twice(stack_env, kafka_
     group = settings.topic("forewarn-sink")
     # The first sink writes batches of 200 and kills itself with SIGKILL right after its first one,
     # before committing: part of the events are in ClickHouse, none is committed.
-    first = SinkProcess(stack_env, tmp_path / "sink-1.log").start("--batch-rows", "200",
+    first = SinkProcess(stack_env, tmp_path / "sink-1.log").start("--batch-rows", "200", serving=False,
                                                                    FOREWARN_SINK_KILL_AFTER_FLUSHES="1")
     assert first.proc.wait(timeout=120) == -signal.SIGKILL, first.log()[-3000:]
     assert group_lag(kafka_bootstrap, group, sink_topic_names(settings)) == len(events), \

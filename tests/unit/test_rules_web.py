@@ -177,3 +177,14 @@ def test_cart_lost_updates_on_a_second_loss_and_spike_updates_as_sessions_double
     losses = [page_signal(n, "cart_lost", ts=T0 + n * 1000, session_id=f"s{n}") for n in range(10)]
     _, spikes = feed_pages(losses)
     assert [a["status"] for a in spikes] == ["open", "updated"]
+
+
+def test_signals_sent_again_after_a_restart_are_not_counted_twice():
+    # A session stage reprocessed partition 2 from offset 40 after a crash: the page sees offsets 40..59 twice.
+    first = [page_signal(n, "page_hit", ts=T0 + n * 100, status_code=500, src=f"web:2:{n}") for n in range(40, 59)]
+    again = [page_signal(n, "page_hit", ts=T0 + n * 100, status_code=500, src=f"web:2:{n}") for n in range(40, 59)]
+    _, alerts = feed_pages(first + again)
+    assert alerts == []  # 19 distinct errors: under the minimum of 20
+    # The same offset from another partition, or of another kind, is a different event.
+    _, alerts = feed_pages(first + [page_signal(99, "page_hit", ts=T0 + 6000, status_code=500, src="web:3:40")])
+    assert [a["status"] for a in alerts] == ["open"]
