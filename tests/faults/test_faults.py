@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import statistics
 import threading
 import time
@@ -28,6 +29,7 @@ import uuid
 import pytest
 
 from aiokafka import AIOKafkaProducer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from schemas.codec import Codec, DecodeError
 from streams import topics
@@ -179,7 +181,54 @@ def run_with_fault(cluster, tmp_path, fault: str) -> dict:
                   if not isinstance(item, DecodeError)]
     finally:
         workers.stop()
-    return check_outcome(workload, producer, alerts, fault, fault_started, fault_ended, tmp_path)
+    try:
+        return check_outcome(workload, producer, alerts, fault, fault_started, fault_ended, tmp_path)
+    except AssertionError as failure:
+        orders = set(re.findall(r"(?:F-O-\d{6}|CANARY-\d{5})", str(failure))[:5])
+        where = write_diagnosis(cluster.bootstrap, prefix, orders, tmp_path)
+        raise AssertionError(f"{failure}\n(every message about {sorted(orders)}: {where})") from None
+
+
+def write_diagnosis(bootstrap: str, prefix: str, order_ids: set[str], tmp_path) -> str:
+    """Every message about the failing orders, with its position, from every topic on their path.
+
+    A lifecycle failure after a fault is only explained by what each stage
+    read and wrote, in what order: this keeps that evidence beside the worker logs.
+    """
+    codec = Codec()
+    history: dict[str, list] = {order_id: [] for order_id in order_ids}
+    for spec in (topics.ORDERS, topics.ORDER_LINES, topics.ORDER_SHORTAGES, topics.ALERTS):
+        for partition, offset, timestamp, record in read_positions(bootstrap, f"{prefix}{spec.name}", codec):
+            if record.get("order_id") in history:
+                history[record["order_id"]].append({"topic": spec.name, "partition": partition, "offset": offset,
+                                                    "log_time": timestamp, "record": record})
+    path = tmp_path / "diagnosis.json"
+    path.write_text(json.dumps(history, indent=2, default=str))
+    return str(path)
+
+
+def read_positions(bootstrap: str, topic: str, codec: Codec):
+    """(partition, offset, log time, record) for every decodable message of `topic`."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"diagnosis-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "enable.partition.eof": True})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        pending = set(partitions)
+        while pending:
+            for message in consumer.consume(num_messages=500, timeout=1.0):
+                if message.error() is not None:
+                    if message.error().code() == KafkaError._PARTITION_EOF:
+                        pending.discard(message.partition())
+                        continue
+                    raise KafkaException(message.error())
+                try:
+                    record = codec.decode(message.value())[1]
+                except DecodeError:
+                    continue
+                yield message.partition(), message.offset(), message.timestamp()[1], record
+    finally:
+        consumer.close()
 
 
 def check_outcome(workload, producer, alerts, fault, fault_started, fault_ended, tmp_path) -> dict:
