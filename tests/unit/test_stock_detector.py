@@ -389,3 +389,65 @@ def test_held_events_are_applied_in_event_time_order_whatever_order_they_were_re
     assert sorted(story(live)) == sorted(story(replay))
     assert [(o, s, t) for o, s, t, _, _ in story(live) if o == "O2"] == [
         ("O2", "open", 300), ("O2", "updated", 400), ("O2", "updated", 600), ("O2", "resolved", 700)]
+
+
+def _random_sku_history(seed: int) -> list[tuple[str, dict]]:
+    """Stock levels, order lines opened and closed for two SKUs; mostly in time order, some read late."""
+    import random
+
+    rng = random.Random(seed)
+    events: list[tuple[str, dict]] = []
+    ts = 1_000
+    open_orders: dict[str, str] = {}
+    for n in range(300):
+        ts += rng.randint(1, 5)
+        at = ts - rng.randint(1, 40) if rng.random() < 0.08 else ts  # now and then an event read late
+        sku = rng.choice(("A", "B"))
+        roll = rng.random()
+        if roll < 0.12:
+            events.append(("stock", {"event_id": f"s{n}", "ts": at, "event_type": "stock_level", "sku": sku,
+                                     "available": rng.choice((0, 2, 5, 20, 200))}))
+        elif roll < 0.25 and open_orders:
+            order_id = rng.choice(sorted(open_orders))
+            events.append(("line", {"event_id": f"c{n}", "ts": at, "order_id": order_id, "sku": open_orders.pop(order_id),
+                                    "action": "close", "reason": "cancelled", "qty": 0, "placed_ts": 0,
+                                    "customer_id": "C"}))
+        else:
+            order_id = f"O{n}"
+            open_orders[order_id] = sku
+            events.append(("line", {"event_id": f"o{n}", "ts": at, "order_id": order_id, "sku": sku,
+                                    "action": "open", "reason": "placed", "qty": rng.randint(1, 3), "placed_ts": at,
+                                    "customer_id": "C"}))
+    return events
+
+
+def _run_sku_stage(events: list[tuple[str, dict]]) -> list:
+    states: dict[str, dict] = {}
+    seen = []
+    for kind, record in events:
+        apply = apply_stock_level if kind == "stock" else apply_order_line
+        out = apply(states.get(record["sku"]), record, Reference(), detected_at=NOW, rollup_orders=3)
+        states[record["sku"]] = out.state
+        seen.append((out.shortages, out.alerts, json.loads(json.dumps(out.state))))
+    return seen
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_quick_path_for_a_newest_line_gives_what_full_resimulation_gives(seed, monkeypatch):
+    from streams.detectors import stock
+
+    events = _random_sku_history(seed)
+    taken = []
+    quick = stock._append_newest
+
+    def counting(*args, **kwargs):
+        outcome = quick(*args, **kwargs)
+        taken.append(outcome is not None)
+        return outcome
+
+    monkeypatch.setattr(stock, "_append_newest", counting)
+    with_quick_path = _run_sku_stage(events)
+    assert any(taken) and not all(taken), "the history should exercise both paths"
+    monkeypatch.setattr(stock, "_FAST_APPEND", False)
+    without = _run_sku_stage(events)
+    assert with_quick_path == without
