@@ -526,6 +526,7 @@ def apply_order_event(
             outcome.alerts.append(
                 _order_alert(state, RESOLVED, event["ts"], ref, detected_at, max_alternatives, resolution=kind)
             )
+        state["short_at_close"] = sorted(state["short"])
         state["short"] = {}
         return outcome
     return Outcome(state)  # payments do not change stock allocation
@@ -546,6 +547,11 @@ def apply_line_shortage(
         # A shortage from before the order closed is history read late: it still gets its
         # episode, which the SKU stage ends with the closing time. After closing: nothing.
         if shortage["short"] > 0 and shortage["ts"] >= state.get("closed_ts", shortage["ts"]):
+            return Outcome(state)
+        # Nor when the order was already short on this SKU as it closed: the closing ended
+        # that episode, and this is the same shortage told again (a redelivery, or the SKU
+        # stage re-announcing it with another cause after it re-read its inputs).
+        if shortage["short"] > 0 and shortage["sku"] in state.get("short_at_close", ()):
             return Outcome(state)
         if shortage["short"] == 0 and not _alert_is_open(state):
             return Outcome(state)

@@ -250,6 +250,23 @@ def test_redelivered_events_change_nothing():
     assert len(p.alerts) == before
 
 
+def test_a_shortage_told_again_after_the_order_closed_is_not_a_second_episode():
+    p = TwoStages()
+    p.stock("A", 0, ts=0)
+    p.order("O1", "placed", ts=100, lines=[("A", 1)])
+    p.order("O1", "cancelled", ts=300)
+    assert p.lifecycle("O1") == ["open", "resolved"]
+    # The SKU stage says again that O1 was short, from before the cancellation: once as it was
+    # told (a redelivery), once with another cause (as after re-reading its inputs).
+    told = {"ts": 100, "order_id": "O1", "sku": "A", "ordered": 1, "short": 1, "available": 0,
+            "reason": "order_placed", "evidence": []}
+    for event_id in ("e2", "stock-restated"):
+        out = apply_line_shortage(p.orders["O1"], dict(told, event_id=event_id, ts=150), p.ref, detected_at=NOW,
+                                  max_alternatives=3)
+        assert out.alerts == []
+    assert p.lifecycle("O1") == ["open", "resolved"]
+
+
 def test_closing_event_read_before_placed_keeps_the_order_closed():
     p = TwoStages()
     p.stock("A", 0, ts=0)
