@@ -1,8 +1,8 @@
 """End-to-end throughput of detection workers on a real broker.
 
-    python bench/worker_bench.py [--orders N] [--workers W] [--kafka HOST:PORT]
+    python bench/worker_bench.py [--orders N] [--skus S] [--workers W] [--kafka HOST:PORT]
 
-Produces N placed orders (one line each, over 200 SKUs, a tenth of them on
+Produces N placed orders (one line each, over S SKUs (200), a tenth of them on
 SKUs with too little stock) and their stock levels, starts W workers, and
 times how long until the workers' consumer group has committed every input
 and internal message. Uses the embedded broker unless --kafka is given.
@@ -31,7 +31,7 @@ from streams.produce import producer_for
 from streams.settings import Settings
 
 
-def produce_workload(settings: Settings, bootstrap: str, orders: int) -> int:
+def produce_workload(settings: Settings, bootstrap: str, orders: int, skus: int = 200) -> int:
     codec = Codec()
     producer = producer_for(bootstrap)
     sent = 0
@@ -47,13 +47,13 @@ def produce_workload(settings: Settings, bootstrap: str, orders: int) -> int:
                 producer.poll(0.1)
         sent += 1
 
-    for n in range(200):
+    for n in range(skus):
         send(topics.INVENTORY, {"event_id": f"s{n}", "ts": 0, "event_type": "stock_level", "sku": f"SKU-{n}",
-                                "available": 5 if n < 20 else 10_000, "warehouse": None})
+                                "available": 5 if n < skus // 10 else 10_000, "warehouse": None})
     for n in range(orders):
         send(topics.ORDERS, {"event_id": f"o{n}", "ts": 1000 + n, "event_type": "placed", "order_id": f"O-{n}",
                              "customer_id": f"C-{n % 1000}", "channel": None, "promised_ship_by": None,
-                             "lines": [{"sku": f"SKU-{n % 200}", "qty": 1, "unit_price_cents": 100}]})
+                             "lines": [{"sku": f"SKU-{n % skus}", "qty": 1, "unit_price_cents": 100}]})
     producer.flush(120)
     return sent
 
@@ -61,6 +61,7 @@ def produce_workload(settings: Settings, bootstrap: str, orders: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=20_000)
+    parser.add_argument("--skus", type=int, default=200, help="fewer SKUs: more open orders per SKU")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--kafka", help="bootstrap address; default: start the embedded broker")
     args = parser.parse_args()
@@ -74,7 +75,7 @@ def main() -> None:
     procs = []
     try:
         ensure_topics(settings, bootstrap)
-        sent = produce_workload(settings, bootstrap, args.orders)
+        sent = produce_workload(settings, bootstrap, args.orders, args.skus)
         env = dict(os.environ, FOREWARN_KAFKA=bootstrap, FOREWARN_DATA_DIR=str(data_dir),
                    FOREWARN_TOPIC_PREFIX=settings.topic_prefix)
         start = time.monotonic()

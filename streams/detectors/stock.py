@@ -79,7 +79,7 @@ def new_sku_state(sku: str) -> dict:
         "sku": sku,
         # Stock levels by event time: [ts, available, event_id]. None known: no shortage claimed.
         "levels": [],
-        # order_id -> {qty, placed_ts, event_id, closed_ts, close_event_id, close_reason}
+        # order_id -> {qty, placed_ts, event_id} and, once closed, closed_ts, close_event_id, close_reason
         "lines": {},
         # order_id -> [ts, units short]: the last shortage told to the order stage.
         "emitted": {},
@@ -125,20 +125,15 @@ def apply_order_line(
         if known is not None:
             return Outcome(state)  # redelivered: already counted
         count_ordered(state, line["placed_ts"], int(line["qty"]))
-        state["lines"][order_id] = {
-            "qty": int(line["qty"]),
-            "placed_ts": line["placed_ts"],
-            "event_id": line["event_id"],
-            "closed_ts": None,
-            "close_event_id": None,
-            "close_reason": None,
-        }
+        # Closing adds closed_ts, close_event_id and close_reason: an open line stores none of them
+        # (the whole state is one changelog message per change, and a busy SKU has many open lines).
+        state["lines"][order_id] = {"qty": int(line["qty"]), "placed_ts": line["placed_ts"], "event_id": line["event_id"]}
         appended = _append_newest(state, order_id, ref, detected_at, rollup_orders, horizon_ms)
         if appended is not None:
             return appended
         since = line["placed_ts"]
     else:
-        if known is None or known["closed_ts"] is not None:
+        if known is None or known.get("closed_ts") is not None:
             return Outcome(state)
         # A line is closed from its closing event on, never before it was placed.
         known["closed_ts"] = max(line["ts"], known["placed_ts"])
@@ -238,7 +233,7 @@ def _changes(state: dict, since: int) -> list[tuple[int, str, str]]:
     for line in state["lines"].values():
         if line["placed_ts"] >= since:
             points.append((line["placed_ts"], line["event_id"], "order_placed"))
-        if line["closed_ts"] is not None and line["closed_ts"] >= since:
+        if line.get("closed_ts") is not None and line["closed_ts"] >= since:
             points.append((line["closed_ts"], line["close_event_id"], f"order_{line['close_reason']}"))
     points.sort(key=lambda point: point[0])
     return points
@@ -254,7 +249,7 @@ def _situation_at(state: dict, ts: int) -> tuple[int | None, str | None, dict[st
     open_lines = {
         order_id: line
         for order_id, line in state["lines"].items()
-        if line["placed_ts"] <= ts and (line["closed_ts"] is None or line["closed_ts"] > ts)
+        if line["placed_ts"] <= ts and (line.get("closed_ts") is None or line["closed_ts"] > ts)
     }
     return level, level_event, open_lines
 
@@ -336,7 +331,7 @@ def _append_newest(
     demand_before = 0
     open_lines = 0
     for other in state["lines"].values():
-        if other["closed_ts"] is None:
+        if other.get("closed_ts") is None:
             open_lines += 1
             demand_before += other["qty"]
     demand_before -= line["qty"]
@@ -385,7 +380,7 @@ def _trim(state: dict, horizon_ms: int) -> None:
     first_kept = max((i for i, level in enumerate(levels) if level[0] <= cutoff), default=0)
     del levels[: max(first_kept, len(levels) - MAX_LEVELS)]
     closed = sorted(
-        (line["closed_ts"], order_id) for order_id, line in state["lines"].items() if line["closed_ts"] is not None
+        (line["closed_ts"], order_id) for order_id, line in state["lines"].items() if line.get("closed_ts") is not None
     )
     excess = len(closed) - MAX_CLOSED_LINES
     for n, (closed_ts, order_id) in enumerate(closed):
