@@ -12,8 +12,12 @@ Layout in the stage's index table (a plain mapping in tests):
 * ``"<p>"``: {bucket: earliest due time in it} for partition p;
 * ``"<p>:<bucket>"``: the entity keys with a deadline in that bucket.
 
-Buckets are ``BUCKET_MS`` wide, so scheduling writes two small values, and a
-tick reads only the buckets that are due. An entity may appear in a bucket
+Buckets are ``BUCKET_MS`` (one minute) wide, so scheduling rewrites only the
+list of entities due in the same minute (every table write is a changelog
+message carrying the whole value: a shop placing ten orders a second with a
+ship-by deadline would otherwise rewrite thousands of ids per order), and a
+tick reads only the buckets that are due. The bucket width may change between
+versions: a tick trusts the earliest due time stored per bucket, not its number. An entity may appear in a bucket
 after its deadline moved (entries are not removed when rescheduled); the
 stage checks each entity's real next deadline, so stale entries only cost a
 lookup.
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 from typing import MutableMapping
 
-BUCKET_MS = 10 * 60 * 1000
+BUCKET_MS = 60 * 1000
 
 
 class DueIndex:
