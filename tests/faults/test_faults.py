@@ -59,6 +59,7 @@ class PacedProducer(threading.Thread):
         self.codec = Codec()
         self.sent = 0
         self.canaries: dict[str, int] = {}  # order_id -> wall ms when produced
+        self.event_ts = 0  # the latest event time sent
         self.error: BaseException | None = None
         self._deliveries: list[asyncio.Future] = []
 
@@ -102,6 +103,7 @@ class PacedProducer(threading.Thread):
     async def _send(self, producer: AIOKafkaProducer, topic: str, record: dict) -> None:
         spec = topics.BY_NAME[topic]
         name = f"{self.prefix}{spec.name}"
+        self.event_ts = max(self.event_ts, record["ts"])
         value = self.codec.encode(spec.schema, record, topic=name)
         self._deliveries.append(await producer.send(name, key=record[spec.key_field].encode(), value=value))
 
@@ -109,7 +111,11 @@ class PacedProducer(threading.Thread):
         wall = int(time.time() * 1000)
         order_id = f"CANARY-{len(self.canaries):05d}"
         self.canaries[order_id] = wall
-        await self._send(producer, "orders", {"event_id": f"ev-{order_id}", "ts": wall, "event_type": "placed",
+        # Event time is the workload's, right after the last event sent: a canary stamped with the
+        # wall clock would run months ahead of the workload and move every order source's watermark
+        # with it, so the SKU stage could no longer apply order lines in event-time order.
+        await self._send(producer, "orders", {"event_id": f"ev-{order_id}", "ts": self.event_ts + 1,
+                                              "event_type": "placed",
                                               "order_id": order_id, "customer_id": "F-C-CANARY", "channel": None,
                                               "promised_ship_by": None,
                                               "lines": [{"sku": CANARY_SKU, "qty": 1, "unit_price_cents": 100}]})
