@@ -283,7 +283,7 @@ def _produce(args: argparse.Namespace, settings: Settings, replay: bool = False)
         try:
             report = produce_lines(read_lines(source), settings, bootstrap, topic=topic,
                                    on_reject=print_rejection, in_time_order=replay,
-                                   speed=args.speed if replay else None)
+                                   speed=args.speed if replay else None, flush_timeout=FLUSH_TIMEOUT_S)
         except OSError as exc:
             # Reading failed partway (the lines before were still flushed to Kafka).
             print(f"forewarn {command}: reading {name} failed: {exc.strerror or exc}", file=sys.stderr)
@@ -301,7 +301,7 @@ def _produce(args: argparse.Namespace, settings: Settings, replay: bool = False)
         if report.refused:
             parts.append(f"{report.refused} refused (see the lines above)")
         if report.unacknowledged:
-            parts.append(f"{report.unacknowledged} still unanswered after {FLUSH_TIMEOUT_S:.0f}s, the first from line "
+            parts.append(f"{report.unacknowledged} still unanswered after {FLUSH_TIMEOUT_S:g}s, the first from line "
                          f"{report.first_unacknowledged_line}; they may or may not have been written")
         print(f"forewarn {command}: {report.not_acknowledged} messages were not acknowledged by Kafka at {bootstrap}: "
               f"{'; '.join(parts)} (check that the broker is running and reachable: FOREWARN_KAFKA, "

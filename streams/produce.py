@@ -220,7 +220,7 @@ def produce_lines(
                 if stalled or time.monotonic() > deadline:
                     stalled = True
                     return LineError(line_no, "", (
-                        f"not sent: the producer's queue stayed full for {flush_timeout:.0f}s; "
+                        f"not sent: the producer's queue stayed full for {flush_timeout:g}s; "
                         f"Kafka at {bootstrap} is not acknowledging messages"))
                 producer.poll(0.1)
             except KafkaException as exc:

@@ -15,7 +15,7 @@ from streams.admin import ensure_topics
 from streams.follow import read_topic
 from streams.produce import message_key, producer_for
 from streams.settings import Settings
-from tests.integration.helpers import forewarn_env, run_forewarn
+from tests.integration.helpers import forewarn_env, read_raw, run_forewarn
 
 pytestmark = pytest.mark.integration
 
@@ -196,3 +196,15 @@ def test_an_unanswered_action_times_out_naming_the_worker(kafka_bootstrap, task_
     (update,) = [record for _, record in
                  read_topic(kafka_bootstrap, f"{task_topics}{topics.TASK_UPDATES.name}", Codec())]
     assert (update["task_id"], update["action"], update["assignee"]) == ("T-1", "done", "asha")
+
+
+def test_an_update_the_broker_takes_is_a_task_update_keyed_by_its_task(kafka_bootstrap, fresh_prefix):
+    from streams.tasks_cli import send_update, task_update
+
+    settings = Settings(topic_prefix=fresh_prefix)
+    ensure_topics(settings, kafka_bootstrap, TASK_TOPICS)
+    update = task_update("T-1", "claim", "asha", now_ms=T0)
+    assert send_update(settings, kafka_bootstrap, Codec(), update) is None
+    (message,) = read_raw(kafka_bootstrap, f"{fresh_prefix}task-updates", expected=1)
+    assert message.key() == b"T-1"
+    assert Codec().decode(message.value()) == ("forewarn.TaskUpdate", update)
