@@ -399,12 +399,15 @@ def build_worker(settings: Settings, bootstrap: str) -> Worker:
         assigned = [tp for tp in app.consumer.assignment() if tp.topic in worker.clocked_topics]
         worker.clock.sync_assignment((tp.topic, tp.partition) for tp in assigned)
         # Partitions that deliver nothing still need to tell the clock whether they are caught up.
+        # Fetched is not processed: a message some agent has not finished with yet (unacknowledged)
+        # leaves its partition behind, or a backlog in the agents' buffers would pass for caught up.
+        unfinished = {m.tp for m in list(getattr(app.consumer, "_unacked_messages", ()))}
         positions = {}
         for tp in assigned:
             highwater = app.consumer.highwater(tp)
             position = positions[tp] = await app.consumer.position(tp)
-            worker.clock.report_lag((tp.topic, tp.partition),
-                                    behind=highwater is None or position is None or position < highwater)
+            worker.clock.report_lag((tp.topic, tp.partition), behind=(
+                highwater is None or position is None or position < highwater or tp in unfinished))
         await heal_stalled_commits(worker, stall_watch, assigned, positions)
         await send_order_watermarks(worker, assigned)
         await send_ticks(worker, [tp for tp in app.consumer.assignment() if tp.topic == ticks_topic])

@@ -40,7 +40,8 @@ TICK = topics.TICKS.schema
 
 def register(worker: Worker) -> None:
     limits = worker.settings.thresholds
-    # A topic the out-of-stock agents also read: they dead-letter what cannot be used, once.
+    # A topic the out-of-stock agents also read: they dead-letter what cannot be used, once, and
+    # they alone report its progress to the worker clock.
     shared = {worker.settings.topic(topics.ORDERS.name)}
 
     def people() -> dict:
@@ -98,7 +99,9 @@ def register(worker: Worker) -> None:
                     if schema == TICK:
                         await on_tick(event.message.partition, record["clock"])
                         continue
-                    if "ts" in record:
+                    # A topic the out-of-stock agents also read is clocked by them alone: its progress
+                    # markers must say how far *their* output has got (streams.app.send_order_watermarks).
+                    if "ts" in record and event.message.topic not in shared:
                         worker.observe(event, record["ts"])
                     outcome = on_record(table, schema, record)
                     if outcome is None:
