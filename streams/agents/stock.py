@@ -66,8 +66,11 @@ def register(worker: Worker) -> None:
                 changed = False
                 if schema == topics.WATERMARK_SCHEMA:
                     source = record["source"]
-                    # Monotonic: a worker that took a partition over may start from older offsets.
-                    if record["watermark"] > here["watermarks"].get(source, -1):
+                    # Taken as told, also when lower: a source that was caught up (a marker "beyond
+                    # any event") and has fallen behind again, or a worker that took the partition over
+                    # and reads it from older offsets, holds events back again rather than let order
+                    # lines arrive behind the stock levels already applied. Holding more is always safe.
+                    if record["watermark"] != here["watermarks"].get(source):
                         here["watermarks"][source] = record["watermark"]
                         changed = True
                     held = {sku: sku_state.get(sku) for sku in here["holding"]}
