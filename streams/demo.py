@@ -8,7 +8,7 @@ import time
 
 from schemas.codec import Codec, DecodeError
 from streams import topics
-from streams.follow import format_alert, group_lag, read_topic
+from streams.follow import LagProbe, format_alert, read_topic
 from streams.produce import message_key, producer_for
 from streams.runner import Stack, StopOnSignal, Stopped
 from streams.settings import Settings
@@ -62,15 +62,16 @@ def run_demo(settings: Settings, duration: float = 60.0) -> int:
             group = settings.topic("forewarn")
             watched = [settings.topic(spec.name) for spec in topics.GROUP_INPUTS]
             deadline = time.monotonic() + DRAIN_LIMIT_S
-            while time.monotonic() < deadline:
-                if stack.failed_child() is not None:
-                    print("the detection worker stopped unexpectedly; see its log")
-                    break
-                if group_lag(stack.bootstrap, group, watched) == 0 and time.monotonic() - last_alert[0] > QUIET_S:
-                    break
-                time.sleep(0.5)
-            else:
-                print(f"the worker had not read every event after {DRAIN_LIMIT_S:.0f}s; the summary may be short")
+            with LagProbe(stack.bootstrap) as probe:
+                while time.monotonic() < deadline:
+                    if stack.failed_child() is not None:
+                        print("the detection worker stopped unexpectedly; see its log")
+                        break
+                    if probe.total(group, watched) == 0 and time.monotonic() - last_alert[0] > QUIET_S:
+                        break
+                    time.sleep(0.5)
+                else:
+                    print(f"the worker had not read every event after {DRAIN_LIMIT_S:.0f}s; the summary may be short")
             open_tasks = _open_tasks(stack.bootstrap, settings, codec)
             stored = _wait_for_the_store(stack, settings)
         except Stopped as stopped:
@@ -133,11 +134,12 @@ def _wait_for_the_store(stack: Stack, settings: Settings) -> dict[str, int] | No
     group = settings.topic("forewarn-sink")
     watched = [settings.topic(spec.name) for spec in SINK_TOPICS]
     deadline = time.monotonic() + DRAIN_LIMIT_S
-    while group_lag(stack.bootstrap, group, watched) != 0:
-        if stack.failed_child() is not None or time.monotonic() > deadline:
-            print(f"the sink did not write everything within {DRAIN_LIMIT_S:.0f}s; see {stack.sink_log}")
-            return None
-        time.sleep(0.5)
+    with LagProbe(stack.bootstrap) as probe:
+        while probe.total(group, watched) != 0:
+            if stack.failed_child() is not None or time.monotonic() > deadline:
+                print(f"the sink did not write everything within {DRAIN_LIMIT_S:.0f}s; see {stack.sink_log}")
+                return None
+            time.sleep(0.5)
     tables = sorted(set(TABLE_FOR_TOPIC.values()))
     sql = " UNION ALL ".join(f"SELECT '{t}' AS t, count() AS n FROM {t}" for t in tables)
     try:

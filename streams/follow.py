@@ -107,40 +107,70 @@ def group_lag(bootstrap: str, group: str, topic_names: list[str], timeout: float
     """Messages of `topic_names` that consumer group `group` has not committed yet; None if unknown.
 
     A partition the group has never committed counts in full, so a group that
-    has not started yet is never mistaken for one that is done.
+    has not started yet is never mistaken for one that is done. For one look;
+    to watch a group, keep a LagProbe.
     """
-    behind = lag_by_partition(bootstrap, group, topic_names, timeout)
-    return None if behind is None else sum(behind.values())
+    with LagProbe(bootstrap, timeout) as probe:
+        return probe.total(group, topic_names)
 
 
 def lag_by_partition(bootstrap: str, group: str, topic_names: list[str],
                      timeout: float = 10.0) -> dict[tuple[str, int], int] | None:
-    """Uncommitted messages per (topic, partition) of `topic_names` for `group`; None if unknown."""
-    from confluent_kafka import ConsumerGroupTopicPartitions
-    from confluent_kafka.admin import AdminClient
+    """Uncommitted messages per (topic, partition) of `topic_names` for `group`; None if unknown (one look)."""
+    with LagProbe(bootstrap, timeout) as probe:
+        return probe.by_partition(group, topic_names)
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    metadata = admin.list_topics(timeout=timeout)
-    partitions = [TopicPartition(name, p) for name in topic_names
-                  for p in (metadata.topics[name].partitions if name in metadata.topics else ())]
-    if not partitions:
-        return None
-    try:
-        request = [ConsumerGroupTopicPartitions(group, partitions)]
-        committed = admin.list_consumer_group_offsets(request)[group].result(timeout=timeout)
-    except KafkaException:
-        return None
-    offsets = {(tp.topic, tp.partition): tp.offset for tp in committed.topic_partitions}
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group}-lag-probe"})
-    try:
+
+class LagProbe:
+    """Watches consumer groups' lag with one admin client and one consumer for as long as it is open.
+
+    A loop that asks every half second should not create and destroy two
+    Kafka clients each time: besides the connections and threads, tearing
+    clients down by the thousand while brokers come and go is where the C
+    client has been seen to crash the process.
+    """
+
+    def __init__(self, bootstrap: str, timeout: float = 10.0) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        self.timeout = timeout
+        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"forewarn-lag-probe-{time.time_ns()}",
+                                  "enable.auto.commit": False})
+
+    def __enter__(self) -> "LagProbe":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.consumer.close()
+
+    def total(self, group: str, topic_names: list[str]) -> int | None:
+        behind = self.by_partition(group, topic_names)
+        return None if behind is None else sum(behind.values())
+
+    def by_partition(self, group: str, topic_names: list[str]) -> dict[tuple[str, int], int] | None:
+        from confluent_kafka import ConsumerGroupTopicPartitions
+
+        metadata = self.admin.list_topics(timeout=self.timeout)
+        partitions = [TopicPartition(name, p) for name in topic_names
+                      for p in (metadata.topics[name].partitions if name in metadata.topics else ())]
+        if not partitions:
+            return None
+        try:
+            request = [ConsumerGroupTopicPartitions(group, partitions)]
+            committed = self.admin.list_consumer_group_offsets(request)[group].result(timeout=self.timeout)
+        except KafkaException:
+            return None
+        offsets = {(tp.topic, tp.partition): tp.offset for tp in committed.topic_partitions}
         behind = {}
         for tp in partitions:
             try:
-                low, high = probe.get_watermark_offsets(tp, timeout=timeout)
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=self.timeout)
             except KafkaException:
                 return None  # e.g. leadership moving after a broker restart: unknown for now
             done = offsets.get((tp.topic, tp.partition), -1)
             behind[(tp.topic, tp.partition)] = high - max(done, low) if done >= 0 else high - low
         return behind
-    finally:
-        probe.close()

@@ -35,7 +35,7 @@ from schemas.codec import Codec, DecodeError
 from streams import topics
 from streams.app import worker_is_ready
 from streams.brokers import single_record_batches
-from streams.follow import lag_by_partition, read_topic
+from streams.follow import LagProbe, read_topic
 from streams.settings import Settings
 from tests.faults.workload import build
 from tests.integration.helpers import Workers, forewarn_env, run_forewarn, wait_for
@@ -128,12 +128,17 @@ def wait_for_zero_lag(bootstrap: str, group: str, watched: list[str], workers, s
     must not happen is a group that stops making progress. The failure names
     the partitions still behind.
     """
+    with LagProbe(bootstrap) as probe:
+        _wait_for_zero_lag(probe, group, watched, workers, stall_s)
+
+
+def _wait_for_zero_lag(probe: LagProbe, group: str, watched: list[str], workers, stall_s: float) -> None:
     best = None
     best_at = time.monotonic()
     last_report = 0.0
     while True:
         workers.assert_running()
-        behind = lag_by_partition(bootstrap, group, watched) or {}
+        behind = probe.by_partition(group, watched) or {}
         lag = sum(behind.values()) if behind else None
         if lag == 0:
             return
