@@ -350,6 +350,44 @@ def seek_uncommitted_partitions_to_beginning(stream_topics: set[str]) -> None:
     AIOKafkaConsumer.seek_to_committed = seek_to_committed
 
 
+def unseekable_changelog_partitions(tps, offsets) -> list:
+    """The changelog partitions among `tps` whose recorded offset cannot be sought to.
+
+    Faust's table recovery keeps, per changelog partition, the offset of the last
+    record read (-1: none yet). A partition assigned to this worker while a
+    recovery is already under way (the group rebalancing again as a killed worker
+    drops out) has no offset recorded yet (None), and one whose earliest offset
+    could not be read may hold a value below -1. Both are returned here; they are
+    read from the beginning, as a partition never read before is.
+    """
+    return [tp for tp in tps if not isinstance(offsets.get(tp), int) or offsets[tp] < -1]
+
+
+def guard_changelog_seeks() -> None:
+    """Make table recovery read a changelog partition with no usable offset from its beginning.
+
+    Without this, Faust hands such an offset to aiokafka's seek, whose ValueError
+    ("Offset must be a positive integer") ends the whole worker. Seen on the
+    surviving worker when its partner was killed: the standby changelog
+    partitions assigned in the rebalance that followed had no offset yet.
+    """
+    from faust.tables.recovery import Recovery
+
+    original = Recovery._seek_offsets
+    if getattr(original, "forewarn_guard", False):
+        return
+
+    async def _seek_offsets(self, consumer, tps, offsets, title):
+        for tp in unseekable_changelog_partitions(tps, offsets):
+            log.warning("%s changelog %s[%d] has no usable offset (%r): reading it from the beginning",
+                        title, tp.topic, tp.partition, offsets.get(tp))
+            offsets[tp] = -1
+        await original(self, consumer, tps, offsets, title)
+
+    _seek_offsets.forewarn_guard = True
+    Recovery._seek_offsets = _seek_offsets
+
+
 def build_worker(settings: Settings, bootstrap: str) -> Worker:
     datadir = worker_datadir(settings)
     # Tables live in memory and recover from their changelogs; anything a previous
@@ -427,4 +465,5 @@ def build_worker(settings: Settings, bootstrap: str) -> Worker:
     worker.clocked_topics.discard(ticks_topic)
     worker.clocked_topics.discard(settings.topic(topics.TASK_UPDATES.name))
     seek_uncommitted_partitions_to_beginning(worker.input_topics)
+    guard_changelog_seeks()
     return worker

@@ -49,6 +49,19 @@ def write_jsonl(path: Path, items: list[dict]) -> Path:
     return path
 
 
+def first_error(log_text: str, context: int = 4000) -> str:
+    """Where a worker's log says why it crashed, with what follows (the shutdown after a crash buries it).
+
+    The service crash report if there is one, else the first traceback, else the first error line.
+    """
+    for marker in ("Crashed reason=", "Traceback", "[ERROR]"):
+        found = log_text.find(marker)
+        if found >= 0:
+            start = log_text.rfind("\n", 0, found) + 1
+            return log_text[start:start + context]
+    return "(no error logged)"
+
+
 class Workers:
     """Detection workers as separate processes, the way production runs them."""
 
@@ -83,8 +96,9 @@ class Workers:
     def assert_running(self) -> None:
         for n, proc in enumerate(self.procs):
             if n not in self.killed and proc.poll() is not None:
-                tail = (self.log_dir / f"worker-{n}.log").read_text(errors="replace")[-3000:]
-                raise AssertionError(f"worker {n} exited with {proc.returncode}:\n{tail}")
+                text = (self.log_dir / f"worker-{n}.log").read_text(errors="replace")
+                raise AssertionError(f"worker {n} exited with {proc.returncode}:\n{first_error(text)}"
+                                     f"\n... last lines of its log:\n{text[-3000:]}")
 
     def stop(self) -> list[int]:
         for proc in self.procs:
