@@ -17,10 +17,10 @@ list of entities due in the same minute (every table write is a changelog
 message carrying the whole value: a shop placing ten orders a second with a
 ship-by deadline would otherwise rewrite thousands of ids per order), and a
 tick reads only the buckets that are due. The bucket width may change between
-versions: a tick trusts the earliest due time stored per bucket, not its number. An entity may appear in a bucket
-after its deadline moved (entries are not removed when rescheduled); the
-stage checks each entity's real next deadline, so stale entries only cost a
-lookup.
+versions: a tick trusts the earliest due time stored per bucket, not its
+number. An entity may appear in a bucket after its deadline moved (entries are
+not removed when rescheduled); the stage checks each entity's real next
+deadline, so stale entries only cost a lookup.
 """
 
 from __future__ import annotations

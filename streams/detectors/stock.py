@@ -283,21 +283,8 @@ def _resimulate(
             now_short = short.get(order_id, 0)
             if now_short == told or (told_ts is not None and ts < told_ts):
                 continue
-            line = state["lines"].get(order_id)
             outcome.shortages.append(
-                {
-                    "event_id": cause_event_id,
-                    "ts": ts,
-                    "order_id": order_id,
-                    "sku": state["sku"],
-                    "ordered": line["qty"] if line else 0,
-                    "short": now_short,
-                    "available": level if level is not None else 0,
-                    "reason": reason,
-                    "evidence": [e for e in (line and line["event_id"], level_event, cause_event_id) if e],
-                }
-            )
-            state["emitted"][order_id] = [ts, now_short]
+                _tell_shortage(state, order_id, ts, now_short, level, level_event, cause_event_id, reason))
         demand = sum(line["qty"] for line in open_lines.values())
         outcome.alerts += _rollup_transition(
             state, short, level, demand, len(open_lines), cause_event_id, level_event, ts, ref, detected_at,
@@ -344,20 +331,34 @@ def _append_newest(
     now_short = line["qty"] - min(line["qty"], left)
     short = {order_id: now_short} if now_short else {}
     cause = line["event_id"]
-    told_ts, told = state["emitted"].get(order_id, (None, 0))
-    if now_short != told and not (told_ts is not None and ts < told_ts):
-        outcome.shortages.append({
-            "event_id": cause, "ts": ts, "order_id": order_id, "sku": state["sku"], "ordered": line["qty"],
-            "short": now_short, "available": level, "reason": "order_placed",
-            "evidence": [e for e in (line["event_id"], level_event, cause) if e],
-        })
-        state["emitted"][order_id] = [ts, now_short]
+    # No order is told short (checked above) and nothing was told after `ts`: tell it only if short.
+    if now_short:
+        outcome.shortages.append(
+            _tell_shortage(state, order_id, ts, now_short, level, level_event, cause, "order_placed"))
     outcome.alerts += _rollup_transition(
         state, short, level, demand_before + line["qty"], open_lines, cause, level_event, ts, ref, detected_at,
         rollup_orders,
     )
     _maybe_trim(state, horizon_ms)
     return outcome
+
+
+def _tell_shortage(state: dict, order_id: str, ts: int, short: int, level: int | None, level_event: str | None,
+                   cause_event_id: str, reason: str) -> dict:
+    """The LineShortage record telling the order stage how short `order_id` is from `ts` on; remembered as told."""
+    line = state["lines"].get(order_id)
+    state["emitted"][order_id] = [ts, short]
+    return {
+        "event_id": cause_event_id,
+        "ts": ts,
+        "order_id": order_id,
+        "sku": state["sku"],
+        "ordered": line["qty"] if line else 0,
+        "short": short,
+        "available": level if level is not None else 0,
+        "reason": reason,
+        "evidence": [e for e in (line and line["event_id"], level_event, cause_event_id) if e],
+    }
 
 
 # Off only in tests that compare `_append_newest` with the full re-simulation.
