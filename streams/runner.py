@@ -53,19 +53,23 @@ def run_worker(settings: Settings, bootstrap: str, loglevel: str = "warning") ->
 
     from streams.app import build_worker
 
-    ensure_topics(settings, bootstrap)
-    check_partitions(settings, bootstrap)
-    worker = build_worker(settings, bootstrap)
-    worker.reference.start()
+    lock = claim_worker_id(settings)
     try:
-        runner = faust.Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+        ensure_topics(settings, bootstrap)
+        check_partitions(settings, bootstrap)
+        worker = build_worker(settings, bootstrap)
+        worker.reference.start()
         try:
-            runner.execute_from_commandline()
-        except SystemExit as exit_:
-            return int(exit_.code or 0)
-        return 0
+            runner = faust.Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+            try:
+                runner.execute_from_commandline()
+            except SystemExit as exit_:
+                return int(exit_.code or 0)
+            return 0
+        finally:
+            worker.reference.stop()
     finally:
-        worker.reference.stop()
+        release_lock(lock)
 
 
 def write_endpoints(settings: Settings, bootstrap: str) -> None:
@@ -75,18 +79,16 @@ def write_endpoints(settings: Settings, bootstrap: str) -> None:
     os.replace(tmp, settings.endpoint_file)
 
 
-def claim_data_dir(settings: Settings) -> int:
-    """Take the data directory for one `forewarn up` or `forewarn demo`; return the lock's descriptor.
+def take_lock(path: Path) -> tuple[int | None, str]:
+    """Take an exclusive flock on `path` and write this process's id into it.
 
-    Two stacks on one data directory would overwrite each other's endpoints
-    file and wipe each other's worker scratch directories, so the second is
-    refused. The lock is an flock, so it goes with the process however that
-    ends: a stale endpoints file left by a killed stack does not block a new one.
+    Returns (descriptor, "") or, when another process holds it, (None, who):
+    "process N" or "another process". The flock goes with the process however
+    that ends (even SIGKILL), so nothing stale is ever left to clean up.
     """
     import fcntl
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.data_dir / "stack.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -95,18 +97,52 @@ def claim_data_dir(settings: Settings) -> int:
             holder = os.read(fd, 32).decode(errors="replace").strip()
         finally:
             os.close(fd)
-        who = f"process {holder}" if holder.isdigit() else "another process"
+        return None, f"process {holder}" if holder.isdigit() else "another process"
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd, ""
+
+
+def claim_data_dir(settings: Settings) -> int:
+    """Take the data directory for one `forewarn up` or `forewarn demo`; return the lock's descriptor.
+
+    Two stacks on one data directory would overwrite each other's endpoints
+    file and wipe each other's worker scratch directories, so the second is
+    refused. A stale endpoints file left by a killed stack does not block a new one.
+    """
+    fd, who = take_lock(settings.data_dir / "stack.lock")
+    if fd is None:
         raise SettingsError(
             f"the data directory {settings.data_dir} is in use by a running `forewarn up` or "
             f"`forewarn demo` ({who}); run commands beside it, stop it first, or set "
             f"FOREWARN_DATA_DIR to another directory"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        )
     return fd
 
 
-def release_data_dir(fd: int) -> None:
+def claim_worker_id(settings: Settings) -> int:
+    """Take this worker's id on its data directory for the life of the process; return the lock's descriptor.
+
+    A worker starts by wiping its scratch directory (its tables come back from
+    the changelogs), so a second worker started with the same id on the same
+    data directory would wipe the first one's and both would write one status
+    file. The second is refused, naming the first.
+    """
+    from streams.app import worker_datadir
+
+    scratch = worker_datadir(settings)
+    fd, who = take_lock(scratch.parent / f"{scratch.name}.lock")
+    if fd is None:
+        raise SettingsError(
+            f"a worker with FOREWARN_WORKER_ID={settings.worker_id or 'worker'} is already running on the "
+            f"data directory {settings.data_dir} ({who}); give each worker its own FOREWARN_WORKER_ID "
+            f"or FOREWARN_DATA_DIR"
+        )
+    return fd
+
+
+def release_lock(fd: int) -> None:
+    """Let go of a lock taken by claim_data_dir or claim_worker_id."""
     os.close(fd)  # closing the only descriptor releases the flock
 
 
@@ -232,7 +268,7 @@ class Stack:
             self.broker.stop()
             self.broker = None
         if self._lock is not None:
-            release_data_dir(self._lock)
+            release_lock(self._lock)
             self._lock = None
 
     def __enter__(self) -> "Stack":

@@ -71,6 +71,8 @@ class Workers:
         self.killed: set[int] = set()
 
     def start(self) -> "Workers":
+        if self.procs:
+            raise RuntimeError("these workers were started already (`with Workers(...)` starts them)")
         for n in range(self.count):
             self.procs.append(self._spawn(n))
         return self

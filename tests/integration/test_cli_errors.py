@@ -7,8 +7,10 @@ import json
 import pytest
 
 from schemas.codec import Codec, DecodeError
+from streams.app import worker_is_ready
 from streams.follow import read_topic
-from tests.integration.helpers import forewarn_env, run_forewarn
+from streams.settings import Settings
+from tests.integration.helpers import Workers, forewarn_env, run_forewarn, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -68,3 +70,17 @@ def test_alerts_of_an_empty_topic_prints_nothing_and_succeeds(kafka_bootstrap, f
     for args in (["alerts"], ["alerts", "--json"], ["alerts", "--rule", "out_of_stock_open_order"]):
         result = run_forewarn(args, env)
         assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), args
+
+
+def test_a_second_worker_with_a_running_workers_id_is_refused_and_the_first_runs_on(
+        kafka_bootstrap, fresh_prefix, tmp_path):
+    env = forewarn_env(kafka_bootstrap, fresh_prefix, tmp_path)
+    assert run_forewarn(["topics", "create"], env).returncode == 0
+    with Workers(env, 1, tmp_path) as workers:
+        first = Settings(data_dir=tmp_path, topic_prefix=fresh_prefix, worker_id="w0")
+        wait_for(lambda: workers.assert_running() or worker_is_ready(first), 120, "the first worker to be assigned")
+        second = run_forewarn(["worker"], dict(env, FOREWARN_WORKER_ID="w0"))
+        assert second.returncode == 2, second.stderr
+        assert "FOREWARN_WORKER_ID=w0 is already running" in second.stderr and "Traceback" not in second.stderr
+        assert worker_is_ready(first)  # its scratch directory was left alone
+        workers.assert_running()

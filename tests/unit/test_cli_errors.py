@@ -18,7 +18,7 @@ from confluent_kafka import KafkaError, KafkaException
 from streams import cli
 from streams.admin import TopicAdminError
 from streams.embedded import BrokerStartError
-from streams.runner import StopOnSignal, Stopped, claim_data_dir, release_data_dir
+from streams.runner import StopOnSignal, Stopped, claim_data_dir, claim_worker_id, release_lock
 from streams.settings import Settings, SettingsError, settings_beside_up
 
 STOCK = {"event_id": "s1", "ts": "2026-03-02T09:15:00Z", "event_type": "stock_level", "sku": "A", "available": 3}
@@ -210,15 +210,32 @@ def test_a_second_stack_on_the_same_data_directory_is_refused_until_the_first_le
         assert f"process {os.getpid()}" in message and "FOREWARN_DATA_DIR" in message
         assert str(settings.data_dir) in message
     finally:
-        release_data_dir(first)
-    release_data_dir(claim_data_dir(settings))
+        release_lock(first)
+    release_lock(claim_data_dir(settings))
 
 
 def test_a_stale_endpoints_file_does_not_block_a_new_stack(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     record_up(tmp_path / "data", "", pid=dead.pid)
-    release_data_dir(claim_data_dir(Settings(data_dir=tmp_path / "data")))
+    release_lock(claim_data_dir(Settings(data_dir=tmp_path / "data")))
+
+
+def test_a_second_worker_with_the_same_id_on_the_same_data_directory_is_refused(tmp_path):
+    settings = Settings(data_dir=tmp_path / "data", worker_id="w0")
+    first = claim_worker_id(settings)
+    try:
+        with pytest.raises(SettingsError) as caught:
+            claim_worker_id(settings)
+        message = str(caught.value)
+        assert "FOREWARN_WORKER_ID=w0" in message and f"process {os.getpid()}" in message
+        assert str(settings.data_dir) in message
+        # Another id, or the same id on another data directory, is another worker.
+        release_lock(claim_worker_id(settings.with_(worker_id="w1")))
+        release_lock(claim_worker_id(settings.with_(data_dir=tmp_path / "other")))
+    finally:
+        release_lock(first)
+    release_lock(claim_worker_id(settings))
 
 
 # -- signals while a stack stops
