@@ -14,8 +14,10 @@ from streams.runner import Stack, StopOnSignal, Stopped
 from streams.settings import Settings
 from streams.simulator import store_timeline
 
-# After the traffic stops, wait for the worker to read everything, then for the alerts to settle.
-QUIET_S = 3.0
+# After the traffic stops, wait for the worker to read everything, then for the alerts to settle:
+# a deadline already due reaches its stage through a tick carrying the clock of TICK_DELAY_MS ago,
+# sent at most once a second, so the last alerts can follow the last event by about three seconds.
+QUIET_S = 6.0
 DRAIN_LIMIT_S = 90.0
 
 

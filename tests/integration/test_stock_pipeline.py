@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient
-from confluent_kafka import Consumer
 
+from streams import topics
+from streams.follow import group_lag
 from tests.integration.helpers import Workers, forewarn_env, read_alerts, run_forewarn, wait_for, write_jsonl
 
 pytestmark = pytest.mark.integration
@@ -40,19 +39,9 @@ def placed(minute: int, order_id: str, customer: str, *lines: tuple[str, int]) -
               lines=[{"sku": s, "qty": q, "unit_price_cents": 2400} for s, q in lines])
 
 
-def committed_everything(bootstrap: str, group: str, topic: str) -> bool:
-    """The workers' group has committed every message of `topic`: they have read and processed it."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    meta = admin.list_topics(topic, timeout=10).topics[topic]
-    tps = [TopicPartition(topic, p) for p in meta.partitions]
-    future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, tps)])[group]
-    committed = {tp.partition: tp.offset for tp in future.result().topic_partitions}
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group}-probe"})
-    try:
-        ends = {p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in meta.partitions}
-    finally:
-        probe.close()
-    return sum(ends.values()) > 0 and all(committed.get(p, -1) >= end for p, end in ends.items())
+def caught_up(bootstrap: str, prefix: str) -> bool:
+    """The workers' group has committed every message of every topic it reads: read and processed."""
+    return group_lag(bootstrap, f"{prefix}forewarn", [f"{prefix}{spec.name}" for spec in topics.GROUP_INPUTS]) == 0
 
 
 def by_order(alerts: list[dict], rule: str = "out_of_stock_open_order") -> dict[str, list[dict]]:
@@ -90,11 +79,11 @@ def test_stock_drop_makes_existing_open_orders_short_with_two_workers_one_killed
         (o7,) = alerts["O7"]
         assert o7["status"] == "open" and short_of(o7) == {"PER": (1, 1)}
         # ETH's 14 units cover O1, O2, O3 and O5 exactly: nothing else is short yet.
-        # Wait until every order line has been through the SKU stage before dropping the stock,
-        # so the drop, not the orders, is what makes the existing orders short.
-        wait_for(lambda: committed_everything(kafka_bootstrap, f"{fresh_prefix}forewarn",
-                                              f"{fresh_prefix}forewarn-order-lines"),
-                 timeout=120, what="the SKU stage to process every order line")
+        # Wait until every order and its lines have been through every stage before dropping the
+        # stock, so the drop, not the orders, is what makes the existing orders short (and an alert
+        # that should not exist has had every chance to appear).
+        wait_for(lambda: caught_up(kafka_bootstrap, fresh_prefix), timeout=120,
+                 what="the workers to process every order and order line")
         assert set(by_order(read_alerts(kafka_bootstrap, fresh_prefix))) == {"O7"}
 
         phase2 = [
@@ -106,8 +95,10 @@ def test_stock_drop_makes_existing_open_orders_short_with_two_workers_one_killed
         def short_orders():
             current = by_order(read_alerts(kafka_bootstrap, fresh_prefix))
             latest = {o: a[-1] for o, a in current.items()}
+            rollups = [a for a in read_alerts(kafka_bootstrap, fresh_prefix) if a["rule"] == "sku_stockout_impact"]
             if {o for o, a in latest.items() if a["status"] != "resolved"} == {"O2", "O3", "O5", "O6", "O7"} and \
-                    short_of(latest["O6"]) == {"ETH": (1, 1)}:
+                    short_of(latest["O6"]) == {"ETH": (1, 1)} and rollups and \
+                    rollups[-1]["details"]["affected_orders"] == "4":
                 return latest
             return None
 
