@@ -155,7 +155,10 @@ class LagProbe:
         from confluent_kafka import ConsumerGroupTopicPartitions
         from confluent_kafka.admin import OffsetSpec
 
-        metadata = self.admin.list_topics(timeout=self.timeout)
+        try:
+            metadata = self.admin.list_topics(timeout=self.timeout)
+        except KafkaException:  # no broker answered in time: unknown for now
+            return None
         partitions = [TopicPartition(name, p) for name in topic_names
                       for p in (metadata.topics[name].partitions if name in metadata.topics else ())]
         if not partitions:

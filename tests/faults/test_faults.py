@@ -20,8 +20,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
 import re
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -35,7 +38,8 @@ from schemas.codec import Codec, DecodeError
 from streams import topics
 from streams.app import worker_is_ready
 from streams.brokers import single_record_batches
-from streams.follow import LagProbe, read_topic
+from streams.embedded import die_with_parent_hook
+from streams.follow import read_topic
 from streams.settings import Settings
 from tests.faults.workload import build
 from tests.integration.helpers import Workers, forewarn_env, run_forewarn, wait_for
@@ -121,24 +125,73 @@ class PacedProducer(threading.Thread):
                                               "lines": [{"sku": CANARY_SKU, "qty": 1, "unit_price_cents": 100}]})
 
 
-def wait_for_zero_lag(bootstrap: str, group: str, watched: list[str], workers, stall_s: float = 240) -> None:
+class LagWatch:
+    """A consumer group's lag, read by a child process (tests/faults/lag_watch.py) once a second.
+
+    The C Kafka client has killed this test process with a segmentation fault
+    while it polled the lag as brokers went away and came back (no Python
+    traceback, so the crash is inside the client). In a child process such a
+    crash costs one reading, not the test: the watch says so (the child runs
+    with faulthandler, its stack goes to `log_path`), starts another child and
+    goes on. The test still fails if the lag never reaches zero.
+    """
+
+    MAX_RESTARTS = 5
+
+    def __init__(self, bootstrap: str, group: str, watched: list[str], log_path) -> None:
+        self.args = [sys.executable, "-X", "faulthandler", "-m", "tests.faults.lag_watch", bootstrap, group, *watched]
+        self.log_path = log_path
+        self.restarts: list[int] = []
+        self._start()
+
+    def _start(self) -> None:
+        self.lines: queue.Queue = queue.Queue()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=log, text=True,
+                                         preexec_fn=die_with_parent_hook())
+        threading.Thread(target=self._pump, args=(self.proc, self.lines), daemon=True).start()
+
+    @staticmethod
+    def _pump(proc: subprocess.Popen, lines: queue.Queue) -> None:
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)  # the child is gone
+
+    def read(self, timeout: float = 30.0) -> dict[tuple[str, int], int] | None:
+        """The next reading: messages behind per (topic, partition); None if unknown or none came."""
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if line is None:
+            code = self.proc.wait()
+            self.restarts.append(code)
+            print(f"lag watch exited with status {code} (see {self.log_path}); starting another", flush=True)
+            if len(self.restarts) > self.MAX_RESTARTS:
+                raise AssertionError(f"the lag watch died {len(self.restarts)} times: {self.restarts}")
+            self._start()
+            return None
+        rows = json.loads(line)
+        return None if rows is None else {(t, p): n for t, p, n in rows}
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def wait_for_zero_lag(watch: LagWatch, group: str, workers, stall_s: float = 240) -> None:
     """Wait until the group has committed everything; fail if its lag stops shrinking for `stall_s`.
 
     Two workers on two cores may take a while to work off a backlog; what
     must not happen is a group that stops making progress. The failure names
     the partitions still behind.
     """
-    with LagProbe(bootstrap) as probe:
-        _wait_for_zero_lag(probe, group, watched, workers, stall_s)
-
-
-def _wait_for_zero_lag(probe: LagProbe, group: str, watched: list[str], workers, stall_s: float) -> None:
     best = None
     best_at = time.monotonic()
     last_report = 0.0
     while True:
         workers.assert_running()
-        behind = probe.by_partition(group, watched) or {}
+        behind = watch.read() or {}
         lag = sum(behind.values()) if behind else None
         if lag == 0:
             return
@@ -151,7 +204,6 @@ def _wait_for_zero_lag(probe: LagProbe, group: str, watched: list[str], workers,
         if now - best_at > stall_s:
             stuck = {f"{t}[{p}]": n for (t, p), n in sorted(behind.items()) if n}
             raise AssertionError(f"the workers' group stopped making progress for {stall_s:.0f}s at lag {lag}: {stuck}")
-        time.sleep(1)
 
 
 def run_with_fault(cluster, tmp_path, fault: str) -> dict:
@@ -187,13 +239,18 @@ def run_with_fault(cluster, tmp_path, fault: str) -> dict:
         assert not producer.is_alive(), "the producer did not finish"
         group = f"{prefix}forewarn"
         watched = [f"{prefix}{s.name}" for s in topics.GROUP_INPUTS]
-        wait_for_zero_lag(cluster.bootstrap, group, watched, workers)
+        watch = LagWatch(cluster.bootstrap, group, watched, tmp_path / "lag-watch.log")
+        try:
+            wait_for_zero_lag(watch, group, workers)
+        finally:
+            watch.close()
         alerts = [item[1] for item in read_topic(cluster.bootstrap, f"{prefix}alerts", Codec())
                   if not isinstance(item, DecodeError)]
     finally:
         workers.stop()
     try:
-        return check_outcome(workload, producer, alerts, fault, fault_started, fault_ended, tmp_path)
+        return check_outcome(workload, producer, alerts, fault, fault_started, fault_ended, tmp_path,
+                             lag_watch_restarts=len(watch.restarts))
     except AssertionError as failure:
         orders = set(re.findall(r"(?:F-O-\d{6}|CANARY-\d{5})", str(failure))[:5])
         where = write_diagnosis(cluster.bootstrap, prefix, orders, tmp_path)
@@ -242,7 +299,8 @@ def read_positions(bootstrap: str, topic: str, codec: Codec):
         consumer.close()
 
 
-def check_outcome(workload, producer, alerts, fault, fault_started, fault_ended, tmp_path) -> dict:
+def check_outcome(workload, producer, alerts, fault, fault_started, fault_ended, tmp_path,
+                  lag_watch_restarts: int = 0) -> dict:
     per_order: dict[str, list[dict]] = {}
     for alert in alerts:
         if alert["rule"] == "out_of_stock_open_order":
@@ -289,6 +347,8 @@ def check_outcome(workload, producer, alerts, fault, fault_started, fault_ended,
         "max_detection_latency_during_fault_s": round(max(during), 2) if during else None,
         # How much longer than usual detection took at worst: the interruption.
         "detection_interrupted_s": round(max(during) - statistics.median(before), 2) if before and during else None,
+        # Times the child process reading the group's lag died (see LagWatch); 0 when all went well.
+        "lag_watch_restarts": lag_watch_restarts,
     }
     print(f"\nfault report: {json.dumps(report)}")
     (tmp_path / "fault-report.json").write_text(json.dumps(report, indent=2))
