@@ -21,7 +21,8 @@
 # an acknowledged (acks=all) write.
 #
 # Ports: node i listens for clients on BASE+2i and for the quorum on BASE+2i+1.
-# Without --base-port a free range is picked at random.
+# Without --base-port a free range is picked at random, below the kernel's
+# range for outgoing connections' local ports.
 #
 # The data directory holds, per node: node-<i>/server.properties, node-<i>/data
 # (the Kafka log dirs), node-<i>.log (what the node prints) and node-<i>.pid.
@@ -171,10 +172,25 @@ port_in_use() {
 client_port() { echo $((BASE_PORT + 2 * $1)); }
 controller_port() { echo $((BASE_PORT + 2 * $1 + 1)); }
 
+# Ports are picked below the kernel's range for the local ports of outgoing
+# connections: a port from inside it can be taken by any client's connection
+# in the seconds between the pick and the node binding it (storage is formatted
+# in between), and the node then fails with "Address already in use".
 pick_base_port() {
-    local attempt base i free
+    local attempt base i free low=32768 high=60999 first=20000 span
+    if [[ -r /proc/sys/net/ipv4/ip_local_port_range ]]; then
+        read -r low high </proc/sys/net/ipv4/ip_local_port_range || true
+    fi
+    if ((low - 2 * BROKERS > 11000)); then
+        first=10000
+        span=$((low - 2 * BROKERS - first))
+    else # an unusual range that leaves little below it: above it, or anywhere as a last resort
+        first=$((high + 1))
+        span=$((65535 - 2 * BROKERS - first))
+        ((span > 1000)) || { first=20000; span=40000; }
+    fi
     for ((attempt = 0; attempt < 50; attempt++)); do
-        base=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+        base=$((first + (RANDOM * 32768 + RANDOM) % span))
         base=$((base - base % 2))
         free=1
         for ((i = 0; i < 2 * BROKERS; i++)); do
@@ -342,7 +358,11 @@ node_running() {
     [[ -n "$pid" && -r "/proc/$pid/stat" ]] || return 1
     state="$(sed -E 's/^[0-9]+ \(.*\) (.).*/\1/' "/proc/$pid/stat" 2>/dev/null)" || return 1
     [[ "$state" != Z ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$DATA_DIR/node-$i/server.properties"
+    # Read whole, not piped into `grep -q`: with pipefail, grep quitting at its match while tr
+    # still writes would make a running node look stopped (and so never be stopped).
+    local cmdline
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    [[ "$cmdline" == *"$DATA_DIR/node-$i/server.properties"* ]]
 }
 
 start_node() {
