@@ -14,9 +14,10 @@ from streams.runner import Stack, StopOnSignal, Stopped
 from streams.settings import Settings
 from streams.simulator import store_timeline
 
-# After the traffic stops, wait for the worker to read everything, then for the alerts to settle:
-# a deadline already due reaches its stage through a tick carrying the clock of TICK_DELAY_MS ago,
-# sent at most once a second, so the last alerts can follow the last event by about three seconds.
+# After the traffic stops, wait for the worker to read everything, then for QUIET_S without a new
+# alert, counted from the later of the last alert and the end of the traffic: a deadline already
+# due reaches its stage through a tick carrying the clock of TICK_DELAY_MS ago, sent at most once a
+# second, so the last alerts can follow the last event by about three seconds.
 QUIET_S = 6.0
 DRAIN_LIMIT_S = 90.0
 
@@ -60,6 +61,7 @@ def run_demo(settings: Settings, duration: float = 60.0) -> int:
                 time.sleep(0.5)
             print(f"  detection worker ready after {time.monotonic() - started:.0f}s; the shop opens.\n", flush=True)
             _play(timeline, settings, stack.bootstrap, codec, stack, produced, duration)
+            traffic_done = time.monotonic()
             print("\n(traffic done; waiting for the worker to read every event)", flush=True)
             group = settings.topic("forewarn")
             watched = [settings.topic(spec.name) for spec in topics.GROUP_INPUTS]
@@ -69,7 +71,8 @@ def run_demo(settings: Settings, duration: float = 60.0) -> int:
                     if stack.failed_child() is not None:
                         print("the detection worker stopped unexpectedly; see its log")
                         break
-                    if probe.total(group, watched) == 0 and time.monotonic() - last_alert[0] > QUIET_S:
+                    quiet_since = max(last_alert[0], traffic_done)
+                    if probe.total(group, watched) == 0 and time.monotonic() - quiet_since > QUIET_S:
                         break
                     time.sleep(0.5)
                 else:

@@ -159,10 +159,12 @@ class LagProbe:
             metadata = self.admin.list_topics(timeout=self.timeout)
         except KafkaException:  # no broker answered in time: unknown for now
             return None
-        partitions = [TopicPartition(name, p) for name in topic_names
-                      for p in (metadata.topics[name].partitions if name in metadata.topics else ())]
-        if not partitions:
+        # A topic missing from the metadata, or reported with an error (as a broker comes back),
+        # makes the whole answer unknown: leaving it out could pass for zero lag.
+        found = [metadata.topics.get(name) for name in topic_names]
+        if not found or any(meta is None or meta.error is not None or not meta.partitions for meta in found):
             return None
+        partitions = [TopicPartition(meta.topic, p) for meta in found for p in meta.partitions]
         try:
             request = [ConsumerGroupTopicPartitions(group, partitions)]
             committed = self.admin.list_consumer_group_offsets(request)[group].result(timeout=self.timeout)

@@ -98,8 +98,15 @@ def take_lock(path: Path) -> tuple[int | None, str]:
         finally:
             os.close(fd)
         return None, f"process {holder}" if holder.isdigit() else "another process"
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except BaseException:
+        os.close(fd)  # and with it the lock
+        raise
     return fd, ""
 
 
@@ -124,9 +131,9 @@ def claim_worker_id(settings: Settings) -> int:
     """Take this worker's id on its data directory for the life of the process; return the lock's descriptor.
 
     A worker starts by wiping its scratch directory (its tables come back from
-    the changelogs), so a second worker started with the same id on the same
-    data directory would wipe the first one's and both would write one status
-    file. The second is refused, naming the first.
+    the changelogs), so a second worker with the same id, data directory and
+    topic prefix (the same scratch directory) would wipe the first one's and
+    both would write one status file. The second is refused, naming the first.
     """
     from streams.app import worker_datadir
 
@@ -135,8 +142,8 @@ def claim_worker_id(settings: Settings) -> int:
     if fd is None:
         raise SettingsError(
             f"a worker with FOREWARN_WORKER_ID={settings.worker_id or 'worker'} is already running on the "
-            f"data directory {settings.data_dir} ({who}); give each worker its own FOREWARN_WORKER_ID "
-            f"or FOREWARN_DATA_DIR"
+            f"data directory {settings.data_dir} with topic prefix {settings.topic_prefix!r} ({who}); give "
+            f"each worker its own FOREWARN_WORKER_ID or FOREWARN_DATA_DIR"
         )
     return fd
 

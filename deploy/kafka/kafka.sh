@@ -175,18 +175,21 @@ controller_port() { echo $((BASE_PORT + 2 * $1 + 1)); }
 # Ports are picked below the kernel's range for the local ports of outgoing
 # connections: a port from inside it can be taken by any client's connection
 # in the seconds between the pick and the node binding it (storage is formatted
-# in between), and the node then fails with "Address already in use".
+# in between), and the node then fails with "Address already in use". Should
+# that range leave under 1,000 ports below it, they are picked above it, and
+# should it leave too few there either, anywhere from 20000.
 pick_base_port() {
-    local attempt base i free low=32768 high=60999 first=20000 span
+    local attempt base i free low="" high="" first span
     if [[ -r /proc/sys/net/ipv4/ip_local_port_range ]]; then
         read -r low high </proc/sys/net/ipv4/ip_local_port_range || true
     fi
+    [[ "$low" =~ ^[0-9]+$ && "$high" =~ ^[0-9]+$ ]] || { low=32768; high=60999; }
     if ((low - 2 * BROKERS > 11000)); then
         first=10000
         span=$((low - 2 * BROKERS - first))
     else # an unusual range that leaves little below it: above it, or anywhere as a last resort
-        first=$((high + 1))
-        span=$((65535 - 2 * BROKERS - first))
+        first=$(((high + 2) / 2 * 2))
+        span=$((65536 - 2 * BROKERS - first))
         ((span > 1000)) || { first=20000; span=40000; }
     fi
     for ((attempt = 0; attempt < 50; attempt++)); do

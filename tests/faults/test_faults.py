@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -47,6 +48,7 @@ from tests.integration.helpers import Workers, forewarn_env, run_forewarn, wait_
 RATE = float(os.environ.get("FOREWARN_FAULT_RATE", "250"))  # workload events per second
 CANARY_EVERY_S = 0.25
 CANARY_SKU = "F-CANARY"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class PacedProducer(threading.Thread):
@@ -130,13 +132,16 @@ class LagWatch:
 
     The C Kafka client has killed this test process with a segmentation fault
     while it polled the lag as brokers went away and came back (no Python
-    traceback, so the crash is inside the client). In a child process such a
-    crash costs one reading, not the test: the watch says so (the child runs
-    with faulthandler, its stack goes to `log_path`), starts another child and
-    goes on. The test still fails if the lag never reaches zero.
+    traceback). In a child process such a crash costs one reading, not the
+    test: the watch says so (the child runs with faulthandler; whatever it
+    prints goes to `log_path`), starts another child and goes on. A child that
+    gives no reading for HUNG_S is killed and replaced the same way. The test
+    still fails if the lag never reaches zero.
     """
 
     MAX_RESTARTS = 5
+    # Longer than one reading can take: LagProbe makes four requests of at most 10 s each.
+    HUNG_S = 60.0
 
     def __init__(self, bootstrap: str, group: str, watched: list[str], log_path) -> None:
         self.args = [sys.executable, "-X", "faulthandler", "-m", "tests.faults.lag_watch", bootstrap, group, *watched]
@@ -147,9 +152,11 @@ class LagWatch:
     def _start(self) -> None:
         self.lines: queue.Queue = queue.Queue()
         with open(self.log_path, "ab") as log:
+            # From the project's root, where `tests` is importable, wherever pytest was started.
             self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=log, text=True,
-                                         preexec_fn=die_with_parent_hook())
-        threading.Thread(target=self._pump, args=(self.proc, self.lines), daemon=True).start()
+                                         cwd=PROJECT_ROOT, preexec_fn=die_with_parent_hook())
+        self.pump = threading.Thread(target=self._pump, args=(self.proc, self.lines), daemon=True)
+        self.pump.start()
 
     @staticmethod
     def _pump(proc: subprocess.Popen, lines: queue.Queue) -> None:
@@ -157,14 +164,17 @@ class LagWatch:
             lines.put(line)
         lines.put(None)  # the child is gone
 
-    def read(self, timeout: float = 30.0) -> dict[tuple[str, int], int] | None:
+    def read(self) -> dict[tuple[str, int], int] | None:
         """The next reading: messages behind per (topic, partition); None if unknown or none came."""
         try:
-            line = self.lines.get(timeout=timeout)
+            line = self.lines.get(timeout=self.HUNG_S)
         except queue.Empty:
+            print(f"lag watch gave no reading for {self.HUNG_S:.0f}s; killing it", flush=True)
+            self.proc.kill()  # its pump then reports it gone, and the next read replaces it
             return None
         if line is None:
-            code = self.proc.wait()
+            self._stop_child()
+            code = self.proc.returncode
             self.restarts.append(code)
             print(f"lag watch exited with status {code} (see {self.log_path}); starting another", flush=True)
             if len(self.restarts) > self.MAX_RESTARTS:
@@ -174,9 +184,14 @@ class LagWatch:
         rows = json.loads(line)
         return None if rows is None else {(t, p): n for t, p, n in rows}
 
-    def close(self) -> None:
+    def _stop_child(self) -> None:
         self.proc.kill()
         self.proc.wait()
+        self.pump.join(timeout=10)
+        self.proc.stdout.close()
+
+    def close(self) -> None:
+        self._stop_child()
 
 
 def wait_for_zero_lag(watch: LagWatch, group: str, workers, stall_s: float = 240) -> None:
