@@ -91,23 +91,18 @@ def take_lock(path: Path) -> tuple[int | None, str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip()
-        finally:
             os.close(fd)
-        return None, f"process {holder}" if holder.isdigit() else "another process"
-    except BaseException:
-        os.close(fd)
-        raise
-    try:
+            return None, f"process {holder}" if holder.isdigit() else "another process"
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd, ""
     except BaseException:
-        os.close(fd)  # and with it the lock
+        os.close(fd)  # and with it the lock, if it was taken
         raise
-    return fd, ""
 
 
 def claim_data_dir(settings: Settings) -> int:
