@@ -23,6 +23,8 @@ configuration (environment):
   FOREWARN_TOPIC_PREFIX     prefix for every topic and consumer group (default none; beside a running
                             `forewarn up`, the prefix it recorded)
   FOREWARN_PARTITIONS       partitions of every topic created (default 4)
+  FOREWARN_MAX_CLOCK_SKEW_MS  how far ahead of wall time an event's ts may be (default 300000 = 5 min);
+                            one stamped later is refused by `produce` and `replay`, dead-lettered by the worker
   FOREWARN_REPLICATION_FACTOR, FOREWARN_ALLOWED_LATENESS_MS, FOREWARN_STOCKOUT_ROLLUP_ORDERS,
   FOREWARN_MAX_ALTERNATIVES, FOREWARN_REORDER_HORIZON_MS, FOREWARN_SESSION_TIMEOUT_MS,
   FOREWARN_SINGLE_RECORD_BATCHES, FOREWARN_WEB_PORT, FOREWARN_WORKER_ID

@@ -3,9 +3,10 @@
 Each line is either a record for the topic named with ``--topic``, or, without
 it, ``{"topic": T, "value": {...}}`` so one file can hold a timeline across
 topics, produced in file order. A bad line (not UTF-8, not JSON, not the
-topic's schema, or refused by the client or the broker) is reported with its
-line number and, where there is one, the path of the offending field, and is
-not sent; every valid line is still sent. ``produce_lines`` always flushes
+topic's schema, stamped further in the future than FOREWARN_MAX_CLOCK_SKEW_MS
+allows, or refused by the client or the broker) is reported with its line
+number and, where there is one, the path of the offending field, and is not
+sent; every valid line is still sent. ``produce_lines`` always flushes
 before it returns or raises: every message sent is then acknowledged, refused
 (and reported by line), or, if the broker did not answer in time, counted as
 unacknowledged in the report.
@@ -25,6 +26,7 @@ from schemas.codec import Codec, EncodeError, RecordError, record_from_json
 from streams.brokers import confluent_producer_overrides
 from streams import topics
 from streams.settings import Settings
+from streams.skew import FUTURE_TIMESTAMP, future_timestamp
 
 
 # How long produce waits for the broker to acknowledge what it sent before giving up on it.
@@ -36,6 +38,8 @@ class LineError:
     line: int
     path: str
     message: str
+    # A short token for refusals the worker shares (e.g. streams.skew.FUTURE_TIMESTAMP); empty otherwise.
+    reason: str = ""
 
     def __str__(self) -> str:
         where = f"line {self.line}"
@@ -147,6 +151,25 @@ def parse_line(text: str, line_no: int, topic: str | None) -> tuple[topics.Topic
     return spec, record
 
 
+def future_line(line_no: int, record: dict, topic: str | None, now_ms: int, max_skew_ms: int) -> LineError | None:
+    """The refusal of a record stamped more than `max_skew_ms` ahead of wall time `now_ms`, or None.
+
+    The same check, with the same reason, as the worker's (streams.skew); the
+    field is ``ts`` for a line of ``--topic``, ``value.ts`` for a timeline line.
+    """
+    if record.get("ts") is None:
+        return None
+    why = future_timestamp(record["ts"], now_ms, max_skew_ms)
+    if why is None:
+        return None
+    return LineError(line_no, "ts" if topic is not None else "value.ts", f"refused ({FUTURE_TIMESTAMP}): {why}",
+                     reason=FUTURE_TIMESTAMP)
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
 def produce_lines(
     lines: Iterable[bytes | str],
     settings: Settings,
@@ -158,6 +181,7 @@ def produce_lines(
     flush_timeout: float = FLUSH_TIMEOUT_S,
     in_time_order: bool = False,
     speed: float | None = None,
+    now_ms: Callable[[], int] = wall_ms,
 ) -> ProduceReport:
     """Validate and produce every line; return once every message sent is acknowledged or refused.
 
@@ -174,6 +198,9 @@ def produce_lines(
     later. Whatever happens, the producer is flushed (for at most
     ``flush_timeout`` seconds) before this returns or raises; messages still
     unacknowledged then are counted in the report, not raised.
+
+    A record stamped more than ``settings.max_clock_skew_ms`` ahead of wall
+    time (``now_ms()``) is refused like an invalid line (``future_line``).
     """
     if topic is not None and topic not in topics.PRODUCIBLE:
         raise ValueError(f"unknown topic {topic!r}; expected one of {', '.join(sorted(topics.PRODUCIBLE))}")
@@ -238,6 +265,14 @@ def produce_lines(
             parsed = parse_line(text, line_no, topic)
             if isinstance(parsed, LineError):
                 reject(parsed)
+                continue
+            # Checked on the record exactly as it will be sent (anything that changes its ts must come
+            # before this), and before a replay orders and paces the records, so a refused one sets
+            # neither the replay's span nor its pace. A replay sends later than it checks: wall time
+            # has only moved on by then, so a record within the skew here still is when sent.
+            refused = future_line(line_no, parsed[1], topic, now_ms(), settings.max_clock_skew_ms)
+            if refused is not None:
+                reject(refused)
                 continue
             yield (line_no, *parsed)
 

@@ -52,6 +52,8 @@ class Settings:
     allowed_lateness_ms: int = 10 * 60 * 1000
     # How far back in event time the SKU stage keeps history to apply events read late at their own time.
     reorder_horizon_ms: int = 24 * 60 * 60 * 1000
+    # How far ahead of wall time an event may be stamped before it is refused (streams.skew).
+    max_clock_skew_ms: int = 5 * 60 * 1000
     # Open orders one SKU's shortage must touch before operations get a roll-up alert.
     stockout_rollup_orders: int = 20
     # Alternatives offered per short line.
@@ -78,6 +80,7 @@ class Settings:
             replication_factor=_int_env(env, "FOREWARN_REPLICATION_FACTOR", 1, minimum=1),
             allowed_lateness_ms=_int_env(env, "FOREWARN_ALLOWED_LATENESS_MS", 10 * 60 * 1000),
             reorder_horizon_ms=_int_env(env, "FOREWARN_REORDER_HORIZON_MS", 24 * 60 * 60 * 1000),
+            max_clock_skew_ms=_int_env(env, "FOREWARN_MAX_CLOCK_SKEW_MS", 5 * 60 * 1000),
             stockout_rollup_orders=_int_env(env, "FOREWARN_STOCKOUT_ROLLUP_ORDERS", 20, minimum=1),
             max_alternatives=_int_env(env, "FOREWARN_MAX_ALTERNATIVES", 3),
             web_port=_int_env(env, "FOREWARN_WEB_PORT", 0),

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -103,6 +104,31 @@ def test_a_broker_that_stops_answering_during_produce_ends_with_one_line_saying_
                                "2 still unanswered after 1s, the first from line 1")
     assert "FOREWARN_KAFKA" in lines[2]
     assert len(lines) == 3
+
+
+@pytest.mark.parametrize("command", ["produce", "replay"])
+def test_a_line_stamped_in_the_future_is_reported_by_line_and_field_and_the_rest_still_goes(
+        env, capfd, monkeypatch, tmp_path, command):
+    from schemas.codec import format_timestamp_ms
+
+    env(FOREWARN_KAFKA="127.0.0.1:9", FOREWARN_SINGLE_RECORD_BATCHES="0", FOREWARN_MAX_CLOCK_SKEW_MS="60000")
+    monkeypatch.setattr(cli, "_reachable", lambda bootstrap, settings: None)
+    monkeypatch.setattr("streams.produce.FLUSH_TIMEOUT_S", 0.5)
+    year_ahead = format_timestamp_ms(int(time.time() * 1000) + 365 * 86_400_000)
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(json.dumps({"topic": "inventory", "value": value}) for value in [
+        STOCK, dict(STOCK, event_id="s2", ts=year_ahead), dict(STOCK, event_id="s3", ts="2026-03-02T09:16:00Z"),
+    ]) + "\n")
+    code, _, err = run([command, str(path)], capfd)
+    assert code == 1
+    lines = err.splitlines()
+    assert lines[0].startswith(f"{path}: line 2: value.ts: refused (future-timestamp): event time {year_ahead} is "
+                               f"36")  # 365 days, or 364 once a millisecond has passed
+    assert lines[0].endswith(" (FOREWARN_MAX_CLOCK_SKEW_MS=60000)")
+    span = " in event-time order, 2026-03-02T09:15:00Z to 2026-03-02T09:16:00Z" if command == "replay" else ""
+    assert lines[1] == f"produced 0 records (nothing){span}; rejected 1 lines"
+    # The two other lines were handed to the client (no broker here answers them).
+    assert "2 still unanswered" in lines[2]
 
 
 # -- failures from deeper down become one message

@@ -177,3 +177,93 @@ def test_the_producer_is_flushed_even_when_a_failure_ends_the_run():
                       codec=RegistryDown(), producer=producer, flush_timeout=10)
     # s1's delivery report was waited for and served before the error went up: nothing is left queued.
     assert len(producer) == 0
+
+
+# -- events stamped in the future (streams.skew): refused by line and field, the rest still sent
+
+NOW = 1_796_464_800_000  # 2026-12-05T10:00:00Z, the wall time the produce runs below see
+
+
+def at(ms: int) -> str:
+    from schemas.codec import format_timestamp_ms
+
+    return format_timestamp_ms(ms)
+
+
+class RecordingProducer(CountingProducer):
+    """The real client (nothing listening), remembering the key of every message it was handed."""
+
+    def __init__(self, config: dict) -> None:
+        super().__init__(config)
+        self.keys: list[bytes] = []
+
+    def produce(self, topic, key=None, value=None, on_delivery=None):
+        self.keys.append(key)
+        return super().produce(topic, key=key, value=value, on_delivery=on_delivery)
+
+
+def recording() -> tuple[str, RecordingProducer]:
+    bootstrap = f"127.0.0.1:{closed_port()}"
+    return bootstrap, RecordingProducer({"bootstrap.servers": bootstrap})
+
+
+def produce_at_now(lines, settings=None, **kwargs):
+    bootstrap, producer = recording()
+    rejected: list = []
+    report = produce_lines(lines, settings or Settings(), bootstrap, producer=producer, on_reject=rejected.append,
+                           flush_timeout=0.2, now_ms=lambda: NOW, **kwargs)
+    return report, rejected, producer.keys
+
+
+def test_a_line_stamped_a_year_ahead_is_refused_by_line_and_field_and_the_others_are_sent():
+    lines = [stock_line(sku="A", ts=at(NOW - 3_600_000)), stock_line(sku="B", ts=at(NOW + 365 * 86_400_000)),
+             stock_line(sku="C", ts=at(NOW))]
+    report, rejected, keys = produce_at_now(lines)
+    assert keys == [b"A", b"C"]
+    assert [(e.line, e.path, e.reason) for e in rejected] == [(2, "value.ts", "future-timestamp")]
+    assert str(rejected[0]) == (
+        "line 2: value.ts: refused (future-timestamp): event time 2027-12-05T10:00:00Z is 365 days ahead of wall "
+        "time 2026-12-05T10:00:00Z (FOREWARN_MAX_CLOCK_SKEW_MS=300000)")
+    assert report.errors == rejected
+
+
+def test_with_a_topic_named_the_field_is_ts():
+    line = json.dumps(dict(GOOD_STOCK, ts=at(NOW + 86_400_000))).encode()
+    _, rejected, keys = produce_at_now([line], topic="inventory")
+    assert keys == [] and [(e.line, e.path, e.reason) for e in rejected] == [(1, "ts", "future-timestamp")]
+
+
+def test_ahead_within_the_allowed_skew_is_sent_and_the_setting_sets_the_limit():
+    lines = [stock_line(sku="A", ts=at(NOW + 300_000)), stock_line(sku="B", ts=at(NOW + 300_001))]
+    _, rejected, keys = produce_at_now(lines)
+    assert keys == [b"A"] and [e.line for e in rejected] == [2]
+    _, rejected, keys = produce_at_now(lines, settings=Settings(max_clock_skew_ms=600_000))
+    assert keys == [b"A", b"B"] and rejected == []
+    _, rejected, keys = produce_at_now([stock_line(ts=at(NOW + 1))], settings=Settings(max_clock_skew_ms=0))
+    assert keys == [] and "FOREWARN_MAX_CLOCK_SKEW_MS=0" in rejected[0].message
+
+
+def test_history_of_any_age_is_sent():
+    lines = [stock_line(sku="A", ts="2001-01-01T00:00:00Z"), stock_line(sku="B", ts=at(NOW - 400 * 86_400_000))]
+    _, rejected, keys = produce_at_now(lines)
+    assert rejected == [] and keys == [b"A", b"B"]
+
+
+def test_replay_refuses_a_future_line_before_ordering_so_it_sets_neither_the_span_nor_the_order():
+    lines = [stock_line(sku="late", ts=at(NOW - 60_000)), stock_line(sku="future", ts=at(NOW + 30 * 86_400_000)),
+             stock_line(sku="early", ts=at(NOW - 120_000))]
+    report, rejected, keys = produce_at_now(lines, in_time_order=True)
+    assert keys == [b"early", b"late"]
+    assert [(e.line, e.path, e.reason) for e in rejected] == [(2, "value.ts", "future-timestamp")]
+    assert (report.first_ts, report.last_ts) == (NOW - 120_000, NOW - 60_000)
+
+
+def test_wall_time_is_read_as_lines_are_checked():
+    # A long-running produce (standard input from a live source) judges each line against the time it is read.
+    clock = iter([NOW, NOW + 86_400_000])
+    bootstrap, producer = recording()
+    rejected: list = []
+    produce_lines([stock_line(sku="A", ts=at(NOW + 86_400_000)), stock_line(sku="B", ts=at(NOW + 86_400_000))],
+                  Settings(), bootstrap, producer=producer, on_reject=rejected.append, flush_timeout=0.2,
+                  now_ms=lambda: next(clock))
+    assert [e.line for e in rejected] == [1] and producer.keys == [b"B"]
