@@ -11,7 +11,7 @@ from confluent_kafka import Producer
 from faust.tables.recovery import Recovery
 
 from streams.admin import delete_topics, ensure_topics
-from streams.app import guard_changelog_seeks
+from streams.runtime.faust_fixes import guard_changelog_seeks
 from streams.settings import Settings
 from streams.topics import TopicSpec
 

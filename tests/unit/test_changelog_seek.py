@@ -4,7 +4,7 @@ from collections import Counter
 
 from aiokafka import TopicPartition
 
-from streams.app import unseekable_changelog_partitions
+from streams.runtime.faust_fixes import unseekable_changelog_partitions
 
 READ, NONE_YET, UNRECORDED, BROKEN, MISSING = (TopicPartition("sku-changelog", n) for n in range(5))
 

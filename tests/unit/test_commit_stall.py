@@ -1,6 +1,6 @@
 """The worker's watch for input partitions whose commit is stuck although everything was read."""
 
-from streams.app import CommitStallWatch
+from streams.runtime.faust_fixes import CommitStallWatch
 
 TP = ("inventory", 3)
 

@@ -1,0 +1,1 @@
+"""The stage runtime: how Forewarn runs its stages on Faust."""
