@@ -1,19 +1,38 @@
-"""End-to-end throughput of detection workers on a real broker.
+"""Throughput of the detection worker against Faust's own floor, on the same pre-produced events.
 
-    python bench/worker_bench.py [--orders N] [--skus S] [--workers W] [--kafka HOST:PORT]
+    python bench/worker_bench.py --mix shop|orders-stock [--events N] [--kafka HOST:PORT | --apache]
+        [--skus S] [--timeout SECONDS] [--seed N]
 
-Produces N placed orders (one line each, over S SKUs (200), a tenth of them on
-SKUs with too little stock) and their stock levels, starts W workers, and
-times how long until the workers' consumer group has committed every input
-and internal message. Uses the embedded broker unless --kafka is given.
-Prints input events per second. Run by hand; figures go in the README with
-the command that produced them.
+Pre-produces N input events of one mix (bench/workload.py; event times spread
+over the last hour):
+
+* ``shop`` (default N 28,800): about 60 % web, 20 % orders, 8 % stock,
+  8 % support, 2 % returns, 2 % feedback;
+* ``orders-stock`` (default N 10,200): orders and stock alone.
+
+Every SKU's opening stock level comes first and counts among the N events;
+catalog and customer reference data are produced beside them and not counted
+(the worker reads them outside its consumer group). Then three consumers read
+the same events, one after the other, in one run:
+
+a. a plain confluent-kafka consumer assigned every input partition;
+b. a bare Faust agent that only counts (bench/bare_faust.py, raw bytes, fresh group);
+c. the worker with every rule (`python -m streams worker`), from the moment it
+   has joined its group (its ``ready`` marker) until its group's lag over
+   every topic in ``topics.GROUP_INPUTS``, internal ones included, is zero.
+
+a is timed from its first fetch to its last event (one fetch can return
+thousands of events), b from its first event to its last. Prints one line per
+figure (events/s) and the ratio worker/bare Faust. Uses the embedded broker
+unless --kafka or --apache is given. Exits with status 1 and a message if a
+consumer does not finish within --timeout seconds. Run by hand; figures go in
+the README with the command that produced them.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import subprocess
 import sys
 import tempfile
@@ -21,89 +40,157 @@ import time
 import uuid
 from pathlib import Path
 
-from schemas.codec import Codec
-from streams import topics
-from streams.admin import ensure_topics
-from streams.app import worker_datadir
-from streams.embedded import EmbeddedBroker
-from streams.follow import group_lag
-from streams.produce import producer_for
-from streams.settings import Settings
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition  # noqa: E402
+
+from bench.workload import (  # noqa: E402
+    DEFAULT_EVENTS,
+    MIXES,
+    REPO,
+    BenchError,
+    Sender,
+    Shop,
+    WorkerProcess,
+    add_broker_arguments,
+    broker_for,
+    describe_counts,
+    log_tail,
+    mix_events,
+    run_main,
+    say,
+    uncommitted,
+    wait_for_zero_lag,
+)
+from streams import topics  # noqa: E402
+from streams.admin import ensure_topics  # noqa: E402
+from streams.settings import Settings  # noqa: E402
 
 
-def produce_workload(settings: Settings, bootstrap: str, orders: int, skus: int = 200) -> int:
-    codec = Codec()
-    producer = producer_for(bootstrap)
-    sent = 0
+def measured_topics(settings: Settings) -> list[str]:
+    """The input topics of the workers' group: what a and b read (internal topics are empty before c)."""
+    return [settings.topic(spec.name) for spec in topics.GROUP_INPUTS if spec.kind == "input"]
 
-    def send(spec: topics.TopicSpec, record: dict) -> None:
-        nonlocal sent
-        name = settings.topic(spec.name)
-        while True:
+
+def raw_consume(bootstrap: str, names: list[str], expect: int, timeout: float) -> float:
+    """Seconds a confluent-kafka consumer takes from its first fetch to the `expect`-th message."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "enable.partition.eof": False})
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        assignment = [TopicPartition(name, p, OFFSET_BEGINNING)
+                      for name in names for p in metadata.topics[name].partitions]
+        consumer.assign(assignment)
+        # Timed from the first fetch, not the first message: one fetch may return every message.
+        seen, first = 0, time.monotonic()
+        deadline = first + timeout
+        while seen < expect:
+            if time.monotonic() > deadline:
+                raise BenchError(f"the plain consumer read {seen:,} of {expect:,} events in {timeout:.0f}s")
+            for message in consumer.consume(num_messages=min(10_000, expect - seen), timeout=0.5):
+                error = message.error()
+                if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(error)
+                if error is None:
+                    seen += 1
+        return time.monotonic() - first
+    finally:
+        consumer.close()
+
+
+def bare_faust(bootstrap: str, settings: Settings, names: list[str], expect: int, scratch: Path,
+               timeout: float) -> float:
+    """Seconds a bare counting Faust agent takes from its first event to the `expect`-th."""
+    result = scratch / "bare-faust.json"
+    log_path = scratch / "bare-faust.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "bench" / "bare_faust.py"), "--bootstrap", bootstrap,
+             "--group", settings.topic(f"bench-bare-faust-{uuid.uuid4().hex[:6]}"), "--topics", ",".join(names),
+             "--expect", str(expect), "--result", str(result), "--datadir", str(scratch / "bare-faust")],
+            cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while not result.exists():
+            if proc.poll() is not None:
+                raise BenchError(f"the bare Faust agent exited with status {proc.returncode}; its log ends:\n"
+                                 f"{log_tail(log_path)}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"the bare Faust agent did not count {expect:,} events within {timeout:.0f}s; "
+                                 f"its log: {log_path}")
+            time.sleep(0.1)
+        time.sleep(0.05)  # the line is written in one call; let it land whole
+        return json.loads(result.read_text())["seconds"]
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
             try:
-                producer.produce(name, key=record[spec.key_field].encode(), value=codec.encode(spec.schema, record))
-                break
-            except BufferError:
-                producer.poll(0.1)
-        sent += 1
-
-    for n in range(skus):
-        send(topics.INVENTORY, {"event_id": f"s{n}", "ts": 0, "event_type": "stock_level", "sku": f"SKU-{n}",
-                                "available": 5 if n < skus // 10 else 10_000, "warehouse": None})
-    for n in range(orders):
-        send(topics.ORDERS, {"event_id": f"o{n}", "ts": 1000 + n, "event_type": "placed", "order_id": f"O-{n}",
-                             "customer_id": f"C-{n % 1000}", "channel": None, "promised_ship_by": None,
-                             "lines": [{"sku": f"SKU-{n % skus}", "qty": 1, "unit_price_cents": 100}]})
-    producer.flush(120)
-    return sent
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, default=20_000)
-    parser.add_argument("--skus", type=int, default=200, help="fewer SKUs: more open orders per SKU")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--kafka", help="bootstrap address; default: start the embedded broker")
+    parser.add_argument("--mix", choices=sorted(MIXES), required=True)
+    parser.add_argument("--events", type=int, help="input events to pre-produce (default: 28,800 shop, "
+                                                   "10,200 orders-stock)")
+    parser.add_argument("--skus", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--timeout", type=float, default=3600.0,
+                        help="seconds each consumer may take before the run fails (default 3600)")
+    add_broker_arguments(parser)
     args = parser.parse_args()
-    data_dir = Path(tempfile.mkdtemp(prefix="forewarn-bench-"))
-    broker = None
-    bootstrap = args.kafka
-    if bootstrap is None:
-        broker = EmbeddedBroker(data_dir / "broker.log").start()
-        bootstrap = broker.bootstrap
-    settings = Settings(kafka=bootstrap, data_dir=data_dir, topic_prefix=f"bench-{uuid.uuid4().hex[:6]}-")
-    procs = []
-    try:
+    events = args.events or DEFAULT_EVENTS[args.mix]
+    scratch = Path(tempfile.mkdtemp(prefix="forewarn-worker-bench-"))
+    say(f"scratch directory {scratch}")
+    with broker_for(args, scratch) as bootstrap:
+        settings = Settings(kafka=bootstrap, data_dir=scratch, topic_prefix=f"bench-{uuid.uuid4().hex[:6]}-")
         ensure_topics(settings, bootstrap)
-        sent = produce_workload(settings, bootstrap, args.orders, args.skus)
-        env = dict(os.environ, FOREWARN_KAFKA=bootstrap, FOREWARN_DATA_DIR=str(data_dir),
-                   FOREWARN_TOPIC_PREFIX=settings.topic_prefix)
-        start = time.monotonic()
-        for n in range(args.workers):
-            procs.append(subprocess.Popen([sys.executable, "-m", "streams", "worker"],
-                                          env=dict(env, FOREWARN_WORKER_ID=f"b{n}"),
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        watched = [settings.topic(s.name) for s in topics.GROUP_INPUTS]
-        # A worker writes this marker once it has joined the group and been given partitions.
-        ready = [worker_datadir(settings.with_(worker_id=f"b{n}")) / "ready" for n in range(args.workers)]
-        joined = None
-        while True:
-            if joined is None and all(marker.exists() for marker in ready):
-                joined = time.monotonic()
-            if joined is not None and group_lag(bootstrap, settings.topic("forewarn"), watched) == 0:
-                break
-            time.sleep(0.5)
-        done = time.monotonic()
-        print(f"{sent} input events, {args.workers} worker(s): all processed {done - start:.1f}s after start "
-              f"({joined - start:.1f}s to join); {sent / (done - joined):,.0f} input events/s once joined")
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait()
-        if broker is not None:
-            broker.stop()
+        shop = Shop(seed=args.seed, skus=args.skus)
+        now = int(time.time() * 1000)
+        start_ms, end_ms = now - 55 * 60_000, now - 5_000
+        sender = Sender(settings, bootstrap)
+        sender.send_all(shop.reference(start_ms))
+        reference = sender.counts.copy()
+        sender.counts.clear()
+        say(f"producing {events:,} {args.mix} events")
+        began = time.monotonic()
+        sent = sender.send_all(mix_events(shop, args.mix, events, start_ms, end_ms))
+        sender.close()
+        say(f"produced {sent:,} events in {time.monotonic() - began:.1f}s ({describe_counts(sender.counts)}; "
+            f"reference data beside them: {describe_counts(reference)})")
+        names = measured_topics(settings)
+
+        say("a: plain confluent-kafka consumer")
+        raw_s = raw_consume(bootstrap, names, sent, args.timeout)
+        say("b: bare Faust agent")
+        bare_s = bare_faust(bootstrap, settings, names, sent, scratch, args.timeout)
+        say("c: the worker with every rule")
+        worker = WorkerProcess(settings, bootstrap, "bench0", scratch / "worker.log")
+        try:
+            joined, how = worker.wait_joined(bootstrap, timeout=300)
+            # The marker is written by a timer once partitions are assigned: the worker may have
+            # committed some events already, which would flatter the figure.
+            at_join = uncommitted(bootstrap, settings, names)
+            say(f"worker joined ({how}) {joined - worker.started:.1f}s after start; {at_join} input events then "
+                f"uncommitted")
+            done = wait_for_zero_lag(bootstrap, settings, worker, args.timeout)
+        finally:
+            worker.stop()
+        worker_s = done - joined
+
+    raw_rate, bare_rate, worker_rate = sent / raw_s, sent / bare_s, sent / worker_s
+    print(f"mix {args.mix}: {sent:,} input events ({describe_counts(sender.counts)})")
+    print(f"a. confluent-kafka consumer:   {raw_rate:>12,.0f} events/s ({raw_s:.2f}s first fetch to last event)")
+    print(f"b. bare Faust agent (count):   {bare_rate:>12,.0f} events/s ({bare_s:.2f}s first to last event)")
+    print(f"c. worker, every rule:         {worker_rate:>12,.0f} events/s ({worker_s:.1f}s from joining to "
+          f"zero group lag; {done - worker.started:.1f}s from process start)")
+    if at_join is not None and at_join < sent:
+        print(f"   (caveat: the worker had committed {sent - at_join:,} events before it was seen to join)")
+    print(f"worker / bare Faust: {worker_rate / bare_rate:.3f} ({bare_rate / worker_rate:.1f}x slower)")
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
