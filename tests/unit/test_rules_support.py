@@ -242,3 +242,126 @@ def test_updates_when_the_picture_changes():
     # 20 waiting opens it, 32 (the queue doubled since 16) updates it, 40 (twice the threshold) makes it critical.
     assert [(a["status"], a["details"]["waiting"], a["severity"]) for a in alerts] == [
         ("open", "20", "warning"), ("updated", "32", "warning"), ("updated", "40", "critical")]
+
+
+# -- one ticket's events read out of event-time order (two systems write them)
+
+
+def statuses(alerts):
+    return [(a["rule"], a["status"], a["alert_id"], a["event_ts"]) for a in alerts]
+
+
+def test_a_reply_read_just_before_the_opening_it_answers_raises_nothing():
+    opened, replied = ticket_event(1, "ticket_opened", T0), ticket_event(2, "agent_replied", T0 + 90_000)
+    state, alerts, signals = run([replied, opened])
+    assert alerts == []
+    assert support.next_due(state, LIMITS, PEOPLE) is None
+    assert tick(state, T0 + 365 * 24 * HOUR_MS) == []
+    state, alerts, _ = run([ticket_event(3, "ticket_resolved", T0 + HOUR_MS)], state)
+    assert alerts == [] and support.finished(state)
+    # The channel stage hears the answer first, then the wait it ended: the ticket never counts as waiting.
+    channel = None
+    for topic, sig in signals:
+        if topic == support.CHANNEL_SIGNALS:
+            channel = backlog.apply_channel_signal(channel, sig, LIMITS, detected_at=0).state
+    assert [s[1]["kind"] for s in signals if s[0] == support.CHANNEL_SIGNALS] == ["ticket_answered", "ticket_waiting"]
+    assert backlog.waiting_at(channel, T0 + 60_000) == {"T1": [T0, 2 * MINUTE_MS, "e1", T0 + 90_000]}
+    assert backlog.waiting_at(channel, T0 + 90_000) == {}
+
+
+def test_a_late_reply_read_before_its_opening_raises_and_resolves_the_breach_as_in_order():
+    opened = ticket_event(1, "ticket_opened", T0, channel="email")
+    replied = ticket_event(2, "agent_replied", T0 + 5 * HOUR_MS, channel="email")
+    _, in_order, _ = run([opened, replied])
+    state, reversed_order, _ = run([replied, opened])
+    assert statuses(reversed_order) == statuses(in_order)
+    assert pairs(reversed_order) == [("support_sla_risk", "open"), ("support_sla_risk", "resolved"),
+                                     ("support_sla_breach", "open"), ("support_sla_breach", "resolved")]
+    assert reversed_order[3]["details"]["resolution"] == "agent replied" and reversed_order[3]["evidence"][-1] == "e2"
+    assert support.next_due(state, LIMITS, PEOPLE) is None
+
+
+def test_a_customer_reply_read_before_the_agent_reply_it_follows_still_starts_a_new_wait():
+    opened = ticket_event(1, "ticket_opened", T0)
+    answered = ticket_event(2, "agent_replied", T0 + MINUTE_MS)
+    again = ticket_event(3, "customer_replied", T0 + 10 * MINUTE_MS)
+    state, alerts, _ = run([opened, again, answered])
+    # Read as it came, the wait from the opening ran past its target by the customer's reply ...
+    assert pairs(alerts) == [("support_sla_risk", "open"), ("support_sla_risk", "resolved"),
+                             ("support_sla_breach", "open"), ("support_sla_breach", "resolved")]
+    # ... but the agent answered in time: that breach is withdrawn, and the customer's reply waits.
+    assert alerts[3]["details"]["resolution"] == support.WITHDRAWN and alerts[3]["evidence"][-1] == "e2"
+    assert alerts[3]["alert_id"] == alerts[2]["alert_id"]
+    assert support.next_due(state, LIMITS, PEOPLE) == T0 + 10 * MINUTE_MS + 96_000
+    assert pairs(tick(state, T0 + 10 * MINUTE_MS + 96_000)) == [("support_sla_risk", "open")]
+
+
+def test_a_breach_raised_by_the_clock_before_an_earlier_reply_is_read_is_withdrawn():
+    opened, again = ticket_event(1, "ticket_opened", T0), ticket_event(3, "customer_replied", T0 + HOUR_MS)
+    state, _, _ = run([opened, again])
+    assert pairs(tick(state, T0 + HOUR_MS + MINUTE_MS)) == []  # raised by the customer's reply already
+    state, alerts, _ = run([ticket_event(2, "agent_replied", T0 + MINUTE_MS)], state)
+    assert pairs(alerts) == [("support_sla_breach", "resolved")]
+    assert support.next_due(state, LIMITS, PEOPLE) == T0 + HOUR_MS + 96_000
+    # Published once: reading the reply again, or another tick, says nothing more.
+    assert run([ticket_event(2, "agent_replied", T0 + MINUTE_MS)], state)[1:] == ([], [])
+
+
+STORY = [  # an email ticket (4 h target): a late first reply, then a customer reply answered in time
+    ticket_event(1, "ticket_opened", T0, channel="email", text="parcel lost"),
+    ticket_event(2, "agent_replied", T0 + 5 * HOUR_MS, channel="email"),
+    ticket_event(3, "customer_replied", T0 + 6 * HOUR_MS, channel="email"),
+    ticket_event(4, "agent_replied", T0 + 6 * HOUR_MS + 10 * MINUTE_MS, channel="email"),
+    ticket_event(5, "ticket_resolved", T0 + 7 * HOUR_MS, channel="email"),
+]
+
+
+def test_every_reading_order_of_a_ticket_gives_the_alerts_of_event_time_order():
+    from itertools import permutations
+
+    in_order_state, in_order, _ = run(STORY)
+    expected = {(a["rule"], a["status"], a["alert_id"]) for a in in_order}
+    assert len(expected) == 4
+    for order in permutations(STORY):
+        state, alerts, signals = run(list(order))
+        said = [(a["rule"], a["status"], a["alert_id"]) for a in alerts]
+        assert sorted(said) == sorted(expected), [e["event_id"] for e in order]
+        assert {k: state[k] for k in support.WAIT_FIELDS} == {k: in_order_state[k] for k in support.WAIT_FIELDS}
+        assert support.finished(state)
+        kinds = sorted(s[1]["kind"] for s in signals)
+        assert kinds.count("ticket_waiting") == kinds.count("complaint") == kinds.count("ticket_opened") == 1
+
+
+def test_redelivered_events_read_out_of_order_change_nothing():
+    state, _, _ = run([STORY[1], STORY[0], STORY[3]])
+    before = support.apply_support_event(state, STORY[0], LIMITS, PEOPLE, detected_at=0)
+    assert before.alerts == [] and before.signals == []
+    snapshot = repr(state)
+    for event in (STORY[0], STORY[1], STORY[3]):
+        result = support.apply_support_event(state, event, LIMITS, PEOPLE, detected_at=0)
+        assert result.alerts == [] and result.signals == []
+    assert repr(state) == snapshot
+
+
+def test_a_long_ticket_keeps_its_latest_events_and_still_judges_them_in_order():
+    events = [ticket_event(1, "ticket_opened", T0), ticket_event(2, "agent_replied", T0 + MINUTE_MS)]
+    for n in range(1, 41):  # a long chat, every customer message answered within a minute
+        events += [ticket_event(100 + n, "customer_replied", T0 + n * HOUR_MS),
+                   ticket_event(200 + n, "agent_replied", T0 + n * HOUR_MS + MINUTE_MS)]
+    # The last answer is read before the message it answers.
+    state, alerts, _ = run(events[:-2] + [events[-1], events[-2]])
+    assert alerts == [] and len(state["events"]) == support.MAX_KEPT
+    assert support.next_due(state, LIMITS, PEOPLE) is None
+    # Older than every kept event: applied as read (an agent reply to nobody waiting changes nothing).
+    state, alerts, _ = run([ticket_event(998, "agent_replied", T0 + 2 * MINUTE_MS)], state)
+    assert alerts == [] and support.next_due(state, LIMITS, PEOPLE) is None
+
+
+def test_a_ticket_stored_before_events_were_kept_carries_on():
+    state, _, _ = run([ticket_event(1, "ticket_opened", T0)])
+    for key in ("events", "base", "horizon", "clock", "published", "opened_event", "first_reply_ts"):
+        del state[key]
+    assert pairs(tick(state, T0 + 96_000)) == [("support_sla_risk", "open")]
+    state, alerts, signals = run([ticket_event(2, "agent_replied", T0 + 100_000)], state)
+    assert pairs(alerts) == [("support_sla_risk", "resolved")]
+    assert [s[1]["kind"] for s in signals] == ["ticket_answered"]
