@@ -394,7 +394,8 @@ class Sender:
     def __init__(self, settings: Settings, bootstrap: str, **producer_overrides) -> None:
         self.settings = settings
         self.codec = Codec()
-        self.producer = producer_for(bootstrap, **producer_overrides)
+        # Warnings and errors only: the broker closing an idle connection is not news.
+        self.producer = producer_for(bootstrap, **{"log_level": 4, **producer_overrides})
         self.counts: Counter[str] = Counter()
         self.failed = 0
 
