@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 # Every topic an agent reads: the stages join them by partition number, so all must have the
 # same partition count as the tables.
-COPARTITIONED = topics.GROUP_INPUTS + (topics.TICKS,)
+COPARTITIONED = topics.GROUP_INPUTS
 
 
 def check_partitions(settings: Settings, bootstrap: str) -> None:

@@ -80,10 +80,7 @@ CATEGORY_SIGNALS = TopicSpec("forewarn-category-signals", "key", SIGNAL_SCHEMA, 
                              doc="per-category complaints from tickets")
 TASK_REQUESTS = TopicSpec("forewarn-task-requests", "key", SIGNAL_SCHEMA, "internal",
                           doc="alert versions that need an outreach task, keyed by task id")
-# The worker clock, sent to a partition when a deadline in it may be due (see streams.agents.ticks).
-TICKS = TopicSpec("forewarn-ticks", "", "forewarn.internal.Tick", "internal", retention_ms=DAY_MS,
-                  doc="worker clock readings for the deadline stages, unkeyed, one partition at a time")
-# Progress markers that share forewarn-order-lines with the order lines (see streams.app).
+# Progress markers that share forewarn-order-lines with the order lines (see streams.stages.stock).
 WATERMARK_SCHEMA = "forewarn.internal.Watermark"
 DEAD_LETTERS = TopicSpec("forewarn.dlq", "", "", "internal", retention_ms=30 * DAY_MS,
                          doc="messages that could not be decoded, with headers saying why")
@@ -91,12 +88,11 @@ DEAD_LETTERS = TopicSpec("forewarn.dlq", "", "", "internal", retention_ms=30 * D
 INPUT_TOPICS = (ORDERS, INVENTORY, CATALOG, CUSTOMERS, WEB, SUPPORT, RETURNS, FEEDBACK, TASK_UPDATES)
 OUTPUT_TOPICS = (ALERTS, OUTREACH_TASKS, TASK_UPDATES_REJECTED)
 INTERNAL_TOPICS = (ORDER_LINES, ORDER_SHORTAGES, PAGE_SIGNALS, ORDER_SIGNALS, CHANNEL_SIGNALS, CUSTOMER_SIGNALS,
-                   CATEGORY_SIGNALS, TASK_REQUESTS, TICKS, DEAD_LETTERS)
+                   CATEGORY_SIGNALS, TASK_REQUESTS, DEAD_LETTERS)
 ALL_TOPICS = INPUT_TOPICS + OUTPUT_TOPICS + INTERNAL_TOPICS
 
 # What the detection workers' consumer group reads (catalog and customers are read whole by every
-# worker outside the group; see streams.reference). Ticks are left out: the workers send them to
-# themselves while deadlines are due, so their lag says nothing about work still to do.
+# worker outside the group; see streams.reference).
 GROUP_INPUTS = (ORDERS, INVENTORY, WEB, SUPPORT, RETURNS, FEEDBACK, TASK_UPDATES, ORDER_LINES, ORDER_SHORTAGES,
                 PAGE_SIGNALS, ORDER_SIGNALS, CHANNEL_SIGNALS, CUSTOMER_SIGNALS, CATEGORY_SIGNALS, TASK_REQUESTS)
 

@@ -94,7 +94,6 @@ SAMPLES: dict[str, dict] = {
     "forewarn.internal.Signal": {
         "event_id": "w-1", "ts": T0, "kind": "cart_lost", "key": "/shop/filters", "data": {"session_id": "s-1"},
     },
-    "forewarn.internal.Tick": {"clock": T0, "sent_at": T0 + 5},
 }
 
 

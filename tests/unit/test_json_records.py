@@ -76,7 +76,6 @@ JSON_SAMPLES: dict[str, dict] = {
                                     "rejected_at": "2026-03-02T09:20:01Z"},
     "forewarn.internal.Signal": {"event_id": "w-1", "ts": "2026-03-02T09:15:00Z", "kind": "page_hit",
                                  "key": "/shop", "data": {"status_code": "503"}},
-    "forewarn.internal.Tick": {"clock": "2026-03-02T09:15:00Z", "sent_at": "2026-03-02T09:15:00.250Z"},
 }
 
 

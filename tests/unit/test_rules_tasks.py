@@ -1,6 +1,5 @@
 """return_spike, the alert lifecycle's cooldown, outreach tasks (routing, priority, state machine), due index."""
 
-from streams.agents.deadlines import DueIndex
 from streams.detectors import lifecycle, returns, stock, tasks
 from streams.thresholds import DAY_MS, HOUR_MS, MINUTE_MS, Thresholds
 
@@ -142,19 +141,6 @@ def test_resolved_alert_cancels_an_unclaimed_task_but_not_a_claimed_one():
     state, _, _ = tasks.apply_update(state, update(1, "claim"), now_ms=0)
     _, task = tasks.apply_alert(state, alert(status="resolved", resolution="checked_out"), STANDARD)
     assert task["status"] == "claimed" and task["context"]["alert_status"] == "resolved"
-
-
-def test_due_index_returns_due_entities_and_reschedules():
-    index = DueIndex({})
-    index.schedule(0, "a", T0 + 1000)
-    index.schedule(0, "b", T0 + 2 * HOUR_MS)
-    index.schedule(1, "c", T0)
-    assert index.first_due(0) == T0 + 1000
-    assert index.due_entities(0, T0) == []
-    assert index.due_entities(0, T0 + 1000) == ["a"]
-    index.settle(0, T0 + 1000, {"a": None})
-    assert index.first_due(0) == T0 + 2 * HOUR_MS
-    assert index.due_entities(1, T0) == ["c"]
 
 
 def test_return_spike_updates_as_returns_double():

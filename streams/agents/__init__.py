@@ -1,1 +1,0 @@
-"""Thin Faust agents: decode, call a pure detector with its table state, publish what it returns."""

@@ -1,0 +1,327 @@
+"""The stage runtime: everything Faust, so that stages and detectors need none of it.
+
+One Faust agent per stage reads the stage's co-partitioned topics. Each event
+is decoded, checked and applied synchronously: the stage reads and changes
+its entity's state in memory (``streams.runtime.state``) and queues what it
+publishes on the output producer (``streams.runtime.output``); nothing in
+that path waits for the broker. Changed keys are logged to the stage's
+changelog once per commit, not once per change.
+
+The order that makes processing at least once lives here, in
+``before_commit``: Faust fixes the offsets it is about to commit, then the
+runtime logs every changed key and waits until the broker has acknowledged
+everything sent (outputs and changelogs), and only then are those offsets
+committed (``streams.runtime.faust_fixes.register_before_commit``).
+
+Deadlines fire in the stage that owns the entity: a tick a few times a second
+reads the worker clock (``streams.clock``) and calls ``Stage.fire`` for every
+entity of an active partition whose deadline it has passed.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import faust
+
+from schemas.codec import Codec, DecodeError, format_timestamp_ms
+from sinks.dlq import dead_letter_headers
+from streams import topics
+from streams.brokers import session_timeout_s
+from streams.clock import WorkerClock
+from streams.runtime import faust_fixes
+from streams.runtime.output import Output
+from streams.runtime.stage import Stage, StageContext
+from streams.runtime.state import DeadlineIndex, StageTable
+from streams.settings import Settings
+from streams.skew import FUTURE_TIMESTAMP, future_timestamp
+
+log = logging.getLogger(__name__)
+
+# How often deadlines are looked at and progress markers sent.
+TICK_S = 0.1
+# Longest Stage.settle_ms the runtime keeps clock readings for.
+MAX_SETTLE_MS = 5_000
+# Changed keys kept before they are logged even without a commit (bounds what a standby lags behind).
+MAX_DIRTY_KEYS = 20_000
+
+_ERROR_CLASS = {"key-mismatch": "KeyMismatch", "unexpected-schema": "UnexpectedSchema",
+                "processing-error": "ProcessingError", FUTURE_TIMESTAMP: "FutureTimestamp"}
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Rejected(Exception):
+    """An input event no stage can use: it goes to the dead-letter topic with this reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Runtime:
+    def __init__(self, settings: Settings, bootstrap: str, codec: Codec, reference, datadir: Path,
+                 *, unclocked: tuple[topics.TopicSpec, ...] = ()) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.reference = reference
+        self.datadir = datadir
+        self.clock = WorkerClock(settings.allowed_lateness_ms)
+        self.dead_lettered = 0
+        self.app = faust.App(
+            settings.topic("forewarn"),
+            broker=f"kafka://{bootstrap}",
+            store="memory://",
+            datadir=str(datadir),
+            topic_partitions=settings.partitions,
+            topic_replication_factor=settings.replication_factor,
+            consumer_auto_offset_reset="earliest",
+            web_enabled=settings.web_port > 0,
+            web_port=settings.web_port or 6066,
+            key_serializer="raw",
+            value_serializer="raw",
+            autodiscover=False,
+            broker_session_timeout=session_timeout_s(settings, bootstrap),
+            broker_commit_interval=1.0,
+            # Static membership: a restarted worker takes its partitions back without a rebalance.
+            consumer_group_instance_id=(f"{settings.topic('forewarn')}-{settings.worker_id}"
+                                        if settings.worker_id else None),
+        )
+        self.output = Output(bootstrap)
+        self.stages: list[Stage] = []
+        self.tables: dict[str, StageTable] = {}
+        self.contexts: dict[str, StageContext] = {}
+        self.indexes: dict[str, DeadlineIndex] = {}
+        # Full names of the topics whose events move the worker clock, and of every input topic.
+        self.clocked_topics: set[str] = set()
+        self.input_topics: set[str] = set()
+        self._unclocked = {settings.topic(spec.name) for spec in unclocked}
+        self._ready_parts: dict[str, frozenset[int]] = {}
+        self._tickers: list[Callable[[set], None]] = []
+        # (wall ms, clock) readings of the last few seconds, oldest first
+        self._clock_history: collections.deque = collections.deque()
+        faust_fixes.register_before_commit(self.app, self.before_commit)
+        self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.app.timer(TICK_S, name="forewarn-tick")(self._tick)
+        self.app.timer(1.0, name="forewarn-lag")(self._report_lag)
+
+    # ------------------------------------------------------------------ wiring
+    def add_stage(self, stage: Stage) -> None:
+        for name in (stage.name, *stage.extra_tables):
+            table = self.app.Table(name, default=None, partitions=self.settings.partitions)
+            self.tables[name] = StageTable(table)
+        index = DeadlineIndex(stage.next_due) if stage.has_deadlines else None
+        if index is not None:
+            self.indexes[stage.name] = index
+
+        def schedule(partition: int, key: str, state: Any) -> None:
+            if index is not None:
+                index.schedule(partition, key, state)
+
+        ctx = StageContext(stage, self.tables, self.publish, self.send_to_partition, self.reference.reference,
+                           self._read_up_to, self._watermark_of, schedule)
+        self.contexts[stage.name] = ctx
+        self.stages.append(stage)
+        names = [self.settings.topic(spec.name) for spec in stage.inputs]
+        self.input_topics.update(names)
+        self.clocked_topics.update(n for n in names if n not in self._unclocked)
+        channel = self.app.topic(*names, key_serializer="raw", value_serializer="raw")
+
+        async def run(stream) -> None:
+            async for event in stream.events():
+                self.handle(stage, ctx, event)
+
+        run.__name__ = stage.name.replace("-", "_")
+        self.app.agent(channel, name=stage.name)(run)
+
+    def on_tick(self, ticker: Callable[[set], None]) -> None:
+        """Call `ticker(active (topic, partition) pairs)` on every tick, once the assignment is settled."""
+        self._tickers.append(ticker)
+
+    # ------------------------------------------------------------------ one event
+    def handle(self, stage: Stage, ctx: StageContext, event) -> None:
+        msg = event.message
+        try:
+            schema, record = self.decode(stage, event)
+        except Rejected as exc:
+            self.dead_letter(event, exc.reason, str(exc), stage.name)
+            return
+        ts = record.get("ts")
+        if ts is not None and msg.topic in self.clocked_topics:
+            # Progress markers are sent between events (Runtime._tick), never while this one is half done.
+            highwater = self.app.consumer.highwater(msg.tp)
+            self.clock.observe((msg.topic, msg.partition), ts, behind=highwater is None or msg.offset + 1 < highwater)
+        ctx.partition = msg.partition
+        ctx.src = f"{msg.topic}:{msg.partition}:{msg.offset}"
+        ctx.wall_ms = wall_ms()
+        try:
+            stage.apply(ctx, schema, record)
+        except Exception:
+            log.exception("processing failed in %s", stage.name)
+            self.dead_letter(event, "processing-error", traceback.format_exc(limit=3), stage.name)
+
+    def decode(self, stage: Stage, event) -> tuple[str, dict]:
+        msg = event.message
+        try:
+            schema, record = self.codec.decode(event.value)
+        except DecodeError as exc:
+            raise Rejected(exc.reason, str(exc)) from None
+        if schema not in stage.keys:
+            raise Rejected("unexpected-schema", f"{schema} is not expected on {msg.topic}")
+        key_field = stage.keys[schema]
+        if key_field is not None:
+            key = event.key.decode(errors="replace") if isinstance(event.key, (bytes, bytearray)) else event.key
+            if key != record.get(key_field):
+                # State for a key lives in the partition its key hashes to: a message keyed
+                # otherwise would split one entity's state across partitions.
+                raise Rejected("key-mismatch", f"message key {key!r} differs from {key_field} "
+                                               f"{record.get(key_field)!r}; producers must key {msg.topic} by {key_field}")
+        ts = record.get("ts")
+        if ts is not None and msg.topic in self.clocked_topics:
+            ahead = future_timestamp(ts, wall_ms(), self.settings.max_clock_skew_ms)
+            if ahead is not None:
+                raise Rejected(FUTURE_TIMESTAMP, ahead)
+        return schema, record
+
+    # ------------------------------------------------------------------ outputs
+    def publish(self, spec: topics.TopicSpec, record: dict) -> None:
+        name = self.settings.topic(spec.name)
+        self.output.send(name, record[spec.key_field].encode(), self.codec.encode(spec.schema, record, topic=name))
+
+    def send_to_partition(self, spec: topics.TopicSpec, schema: str, record: dict, partition: int) -> None:
+        name = self.settings.topic(spec.name)
+        self.output.send(name, None, self.codec.encode(schema, record, topic=name), partition=partition)
+
+    def dead_letter(self, event, reason: str, message: str, processor: str) -> None:
+        msg = event.message
+        self.dead_lettered += 1
+        log.warning("dead-lettered %s[%s]@%s: %s: %s", msg.topic, msg.partition, msg.offset, reason, message)
+        self.output.send(self.settings.topic(topics.DEAD_LETTERS.name), event.key, event.value, headers=dead_letter_headers(
+            reason=reason, message=message, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+            processor=processor, now_ms=wall_ms(), error_class=_ERROR_CLASS.get(reason, "DecodeError")))
+
+    def log_changes(self) -> int:
+        """Send every changed key of every table to its changelog; returns how many."""
+        sent = 0
+        for table in self.tables.values():
+            topic = table.changelog_topic
+            for partition, key, value in table.changes():
+                self.output.send(topic, key, value, partition=partition)
+                sent += 1
+        return sent
+
+    async def before_commit(self) -> None:
+        """Called by Faust between fixing the offsets to commit and committing them."""
+        self.log_changes()
+        await self.output.settled()
+
+    async def _on_revoked(self, app, revoked, **kwargs) -> None:
+        # Whoever takes these partitions over recovers them from the changelogs: complete those first.
+        self.log_changes()
+        await self.output.settled()
+
+    # ------------------------------------------------------------------ time
+    def _read_up_to(self, name: str, partition: int) -> int | None:
+        return self.clock.read_up_to((self.settings.topic(name), partition))
+
+    def _watermark_of(self, name: str, partition: int) -> int | None:
+        return self.clock.watermark_of((self.settings.topic(name), partition))
+
+    def ready_partitions(self) -> set:
+        """Active input partitions that are recovered and being read, or empty while rebalancing."""
+        app = self.app
+        if app.rebalancing or getattr(app, "in_recovery", False):
+            return set()
+        paused = getattr(app.consumer, "_paused_partitions", set())
+        return {tp for tp in app.assignor.assigned_actives() if tp.topic in self.input_topics and tp not in paused}
+
+    def _clock_as_of(self, now: int, clock: int | None, ago_ms: int) -> int | None:
+        """The clock as it read `ago_ms` of wall time ago (see Stage.settle_ms); None before that."""
+        history = self._clock_history
+        if clock is not None:
+            history.append((now, clock))
+        while len(history) > 1 and history[1][0] <= now - MAX_SETTLE_MS:
+            history.popleft()
+        if ago_ms == 0:
+            return clock
+        readings = [c for at, c in history if at <= now - ago_ms]
+        return readings[-1] if readings else None
+
+    async def _tick(self) -> None:
+        ready = self.ready_partitions()
+        now = wall_ms()
+        clock_now = self.clock.now(now)
+        self._clock_as_of(now, clock_now, 0)
+        for stage in self.stages:
+            names = {self.settings.topic(spec.name) for spec in stage.inputs}
+            parts = frozenset(tp.partition for tp in ready if tp.topic in names)
+            index = self.indexes.get(stage.name)
+            if parts != self._ready_parts.get(stage.name):
+                self._ready_parts[stage.name] = parts
+                if index is not None:
+                    index.rebuild(self.tables[stage.name], set(parts))
+                stage.on_ready(parts)
+            ctx = self.contexts[stage.name]
+            clock = clock_now if not stage.settle_ms else self._clock_as_of(now, None, stage.settle_ms)
+            for partition in sorted(parts):
+                ctx.partition, ctx.src, ctx.wall_ms = partition, None, now
+                stage.tick(ctx)
+                if index is None or clock is None:
+                    continue
+                for key in index.pop_due(partition, clock):
+                    state = ctx.get(key)
+                    if state is None:
+                        continue
+                    try:
+                        stage.fire(ctx, key, state, clock)
+                    except Exception:
+                        log.exception("deadline of %s %r failed; it is looked at again on the next event", stage.name, key)
+        for ticker in self._tickers:
+            ticker(ready)
+        if sum(len(t.dirty) for t in self.tables.values()) > MAX_DIRTY_KEYS:
+            self.log_changes()
+
+    async def _report_lag(self) -> None:
+        consumer = self.app.consumer
+        # Only the stages' inputs count: changelogs and Faust's own topics are not event streams.
+        assigned = [tp for tp in consumer.assignment() if tp.topic in self.clocked_topics]
+        self.clock.sync_assignment((tp.topic, tp.partition) for tp in assigned)
+        # A message fetched but not yet processed (unacknowledged) leaves its partition behind,
+        # or a backlog in the agents' buffers would pass for caught up.
+        unfinished = {m.tp for m in list(getattr(consumer, "_unacked_messages", ()))}
+        positions = {}
+        for tp in assigned:
+            highwater = consumer.highwater(tp)
+            position = positions[tp] = await consumer.position(tp)
+            self.clock.report_lag((tp.topic, tp.partition), behind=(
+                highwater is None or position is None or position < highwater or tp in unfinished))
+        self.write_status(len(assigned))
+        ready_marker = self.datadir / "ready"
+        if assigned and not ready_marker.exists():
+            # Processes that supervise this worker (forewarn up, demo, tests) wait for this file.
+            ready_marker.write_text(f"{len(assigned)} partitions assigned\n")
+
+    def write_status(self, assigned: int) -> None:
+        """What an operator wants to see of a running worker, rewritten every second."""
+        now = wall_ms()
+        clock = self.clock.now(now)
+        status = {
+            "clock_ms": clock,
+            "clock": format_timestamp_ms(clock) if clock is not None else None,
+            "partitions_assigned": assigned,
+            "partitions_behind": self.clock.behind_count(),
+            "dead_lettered": self.dead_lettered,
+            "updated_at": format_timestamp_ms(now),
+        }
+        path = self.datadir / "status.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status))
+        tmp.replace(path)

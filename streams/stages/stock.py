@@ -1,0 +1,191 @@
+"""The order and SKU stages: the out-of-stock join, and everything else about an order.
+
+* ``orders`` owns one state per order: the out-of-stock side (``stock``:
+  the order's lines and the shortages the SKU stage told it) and the watch
+  side (``watch``: visibility, shipping and payment deadlines). It reads
+  ``orders``, the shortages coming back keyed by order, and order lookups.
+  It sends each order's lines, keyed by SKU, to the SKU stage, and tells the
+  SKU stage how far each orders partition has got (progress markers).
+* ``sku-allocation`` owns one state per SKU: the stock level meets the open
+  order lines, allocated oldest order first. It holds stock levels and order
+  lines until every input has passed their event time, then applies them in
+  event-time order; the orders side's progress comes as markers on
+  ``forewarn-order-lines``, the inventory's from the worker clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from streams import topics
+from streams.detectors import orders, stock
+from streams.runtime.stage import Stage, StageContext
+from streams.settings import Settings
+
+# An unchanged progress marker is repeated this often: the SKU stage keeps the last one in its
+# state, and an idle stack should not write a stream of repeated markers.
+MARKER_REFRESH_MS = 60_000
+
+
+class OrderStage(Stage):
+    name = "orders"
+    inputs = (topics.ORDERS, topics.ORDER_SHORTAGES, topics.ORDER_SIGNALS)
+    keys = {topics.ORDERS.schema: "order_id", topics.ORDER_SHORTAGES.schema: "order_id",
+            topics.SIGNAL_SCHEMA: "key"}
+
+    def __init__(self, settings: Settings, reference: Callable[[], stock.Reference]) -> None:
+        self.settings = settings
+        self.limits = settings.thresholds
+        self.reference = reference
+        # orders partition -> (watermark, wall ms) of the last marker sent for it
+        self.markers_sent: dict[int, tuple[int, int]] = {}
+
+    @staticmethod
+    def finished(entity: dict) -> bool:
+        # The stock side is kept: a shortage read late for a closed order still gets its episode.
+        return entity["stock"] is None and (entity["watch"] is None or orders.finished(entity["watch"]))
+
+    def next_due(self, entity: dict) -> int | None:
+        return None if entity["watch"] is None else orders.next_due(entity["watch"], self.limits)
+
+    def apply(self, ctx: StageContext, schema: str, record: dict) -> None:
+        ref = self.reference()
+        if schema == topics.ORDERS.schema:
+            order_id = record["order_id"]
+            entity = ctx.get(order_id) or {"stock": None, "watch": None}
+            outcome = stock.apply_order_event(entity["stock"], record, ref, detected_at=ctx.wall_ms,
+                                              max_alternatives=self.settings.max_alternatives)
+            entity["stock"] = outcome.state
+            for line in outcome.line_events:
+                ctx.publish(topics.ORDER_LINES, line)
+            for alert in outcome.alerts:
+                ctx.publish_alert(alert)
+            result = orders.apply_order_event(entity["watch"], record, self.limits, ref.customers,
+                                              detected_at=ctx.wall_ms)
+        elif schema == topics.ORDER_SHORTAGES.schema:
+            order_id = record["order_id"]
+            entity = ctx.get(order_id) or {"stock": None, "watch": None}
+            outcome = stock.apply_line_shortage(entity["stock"], record, ref, detected_at=ctx.wall_ms,
+                                                max_alternatives=self.settings.max_alternatives)
+            entity["stock"] = outcome.state
+            for alert in outcome.alerts:
+                ctx.publish_alert(alert)
+            ctx.store(order_id, entity, self.finished)
+            return
+        else:
+            order_id = record["key"]
+            entity = ctx.get(order_id) or {"stock": None, "watch": None}
+            result = orders.apply_lookup(entity["watch"], record, self.limits, ref.customers, detected_at=ctx.wall_ms)
+        for _, sig in result.signals:
+            sig["data"]["src"] = ctx.src
+        entity["watch"] = result.state
+        ctx.store(order_id, entity, self.finished)
+        ctx.emit(result)
+
+    def fire(self, ctx: StageContext, key: str, entity: Any, clock: int) -> None:
+        result = orders.due(entity["watch"], clock, self.limits, self.reference().customers, detected_at=ctx.wall_ms)
+        entity["watch"] = result.state
+        ctx.store(key, entity, self.finished)
+        ctx.emit(result)
+
+    def on_ready(self, partitions: frozenset[int]) -> None:
+        # A partition that comes back after a rebalance gets a marker at once.
+        for partition in set(self.markers_sent) - set(partitions):
+            del self.markers_sent[partition]
+
+    def tick(self, ctx: StageContext) -> None:
+        """Tell every SKU-stage partition how far this orders partition has got, when that changed."""
+        watermark = ctx.watermark_of(topics.ORDERS)
+        if watermark is None:
+            return
+        last = self.markers_sent.get(ctx.partition)
+        if last is not None and last[0] == watermark and ctx.wall_ms - last[1] < MARKER_REFRESH_MS:
+            return
+        self.markers_sent[ctx.partition] = (watermark, ctx.wall_ms)
+        marker = {"source": f"{topics.ORDERS.name}:{ctx.partition}", "watermark": watermark, "sent_at": ctx.wall_ms}
+        for partition in range(self.settings.partitions):
+            ctx.send_to_partition(topics.ORDER_LINES, topics.WATERMARK_SCHEMA, marker, partition)
+
+
+class SkuStage(Stage):
+    name = "sku-allocation"
+    # Per partition: each order source's watermark, and the SKUs holding events.
+    PROGRESS = "sku-progress"
+    extra_tables = (PROGRESS,)
+    inputs = (topics.INVENTORY, topics.ORDER_LINES)
+    keys = {topics.INVENTORY.schema: "sku", topics.ORDER_LINES.schema: "sku", topics.WATERMARK_SCHEMA: None}
+
+    def __init__(self, settings: Settings, reference: Callable[[], stock.Reference]) -> None:
+        self.settings = settings
+        self.reference = reference
+        # partition -> the release threshold last applied on a tick
+        self._released_to: dict[int, int | None] = {}
+
+    def _release(self, ctx: StageContext, sku: str, state: dict | None, threshold: int | None, dirty: bool) -> bool:
+        """Apply the SKU's held events up to `threshold`; True when it holds nothing more."""
+        if state is None:
+            return True
+        held_before = len(state.get("pending") or ())
+        outcome = stock.release_due(state, threshold, self.reference(), detected_at=ctx.wall_ms,
+                                    rollup_orders=self.settings.stockout_rollup_orders,
+                                    horizon_ms=self.settings.reorder_horizon_ms)
+        if dirty or len(outcome.state.get("pending") or ()) != held_before:
+            ctx.store(sku, outcome.state)
+        for shortage in outcome.shortages:
+            ctx.publish(topics.ORDER_SHORTAGES, shortage)
+        for alert in outcome.alerts:
+            ctx.publish_alert(alert)
+        return not outcome.state.get("pending")
+
+    def _progress(self, ctx: StageContext) -> dict:
+        return ctx.tables[self.PROGRESS].get(f"p{ctx.partition}") or {"watermarks": {}, "holding": []}
+
+    def _threshold(self, ctx: StageContext, here: dict) -> int | None:
+        return stock.release_threshold(here["watermarks"], self.settings.partitions, ctx.read_up_to(topics.INVENTORY))
+
+    def _release_all(self, ctx: StageContext, here: dict, held: dict, threshold: int | None, dirty: bool) -> bool:
+        changed = False
+        for sku, state in held.items():
+            done = self._release(ctx, sku, state, threshold, dirty)
+            if done and sku in here["holding"]:
+                here["holding"].remove(sku)
+                changed = True
+            elif not done and sku not in here["holding"]:
+                here["holding"].append(sku)
+                changed = True
+        return changed
+
+    def apply(self, ctx: StageContext, schema: str, record: dict) -> None:
+        here = self._progress(ctx)
+        changed = False
+        if schema == topics.WATERMARK_SCHEMA:
+            source = record["source"]
+            # Taken as told, also when lower: a source that was caught up and has fallen behind
+            # again, or a worker that took the partition over and reads it from older offsets,
+            # holds events back again rather than let order lines arrive behind the stock levels
+            # already applied. Holding more is always safe.
+            if record["watermark"] != here["watermarks"].get(source):
+                here["watermarks"][source] = record["watermark"]
+                changed = True
+            held = {sku: ctx.get(sku) for sku in here["holding"]}
+        else:
+            sku = record["sku"]
+            kind = "stock" if schema == topics.INVENTORY.schema else "line"
+            held = {sku: stock.hold(ctx.get(sku), sku, kind, record)}
+        threshold = self._threshold(ctx, here)
+        changed |= self._release_all(ctx, here, held, threshold, dirty=schema != topics.WATERMARK_SCHEMA)
+        if changed:
+            ctx.tables[self.PROGRESS].put(ctx.partition, f"p{ctx.partition}", here)
+
+    def tick(self, ctx: StageContext) -> None:
+        """Release what the inventory's progress alone now allows (no event or marker arrives to do it)."""
+        here = self._progress(ctx)
+        if not here["holding"]:
+            return
+        threshold = self._threshold(ctx, here)
+        if threshold is None or threshold == self._released_to.get(ctx.partition):
+            return
+        self._released_to[ctx.partition] = threshold
+        held = {sku: ctx.get(sku) for sku in list(here["holding"])}
+        if self._release_all(ctx, here, held, threshold, dirty=False):
+            ctx.tables[self.PROGRESS].put(ctx.partition, f"p{ctx.partition}", here)

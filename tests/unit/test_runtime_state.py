@@ -1,0 +1,77 @@
+"""The runtime's stage state: coalesced changelog records and the in-memory deadline index."""
+
+import json
+
+import faust
+
+from streams.runtime.state import DeadlineIndex, StageTable
+
+
+def stage_table(name: str = "t") -> StageTable:
+    app = faust.App(f"test-{name}", broker="kafka://localhost:1", store="memory://", autodiscover=False)
+    return StageTable(app.Table(name, default=None, partitions=4))
+
+
+def test_many_changes_to_one_key_give_one_changelog_record_with_the_last_value():
+    table = stage_table()
+    for n in range(100):
+        table.put(2, "order-1", {"n": n})
+    table.put(3, "order-2", {"n": 0})
+    records = sorted(table.changes())
+    assert records == [(2, b'"order-1"', b'{"n":99}'), (3, b'"order-2"', b'{"n":0}')]
+    assert list(table.changes()) == []  # handed out once
+    assert table.get("order-1") == {"n": 99}
+
+
+def test_a_deleted_key_is_logged_as_a_tombstone_and_gone_from_the_store():
+    table = stage_table()
+    table.put(1, "s", {"cart": {}})
+    list(table.changes())
+    table.delete(1, "s")
+    assert list(table.changes()) == [(1, b'"s"', None)]
+    assert table.get("s") is None
+    table.delete(1, "never-there")
+    assert list(table.changes()) == []
+
+
+def test_changelog_values_read_back_as_faust_json():
+    table = stage_table()
+    value = {"lines": {"O-1": {"qty": 2}}, "levels": [[1, 5, "e1"]], "text": "देरी"}
+    table.put(0, "SKU-1", value)
+    [(_, key, encoded)] = list(table.changes())
+    assert json.loads(key) == "SKU-1" and json.loads(encoded) == value
+
+
+def test_items_in_yields_only_the_given_partitions():
+    table = stage_table()
+    table.put(0, "a", {"x": 1})
+    table.put(1, "b", {"x": 2})
+    assert [(k, p) for k, p, _ in table.items_in({1})] == [("b", 1)]
+
+
+def test_deadline_index_pops_due_entities_in_time_order_and_skips_rescheduled_ones():
+    index = DeadlineIndex(lambda state: state.get("due"))
+    index.schedule(0, "late", {"due": 300})
+    index.schedule(0, "early", {"due": 100})
+    index.schedule(1, "other", {"due": 50})
+    index.schedule(0, "moved", {"due": 150})
+    index.schedule(0, "moved", {"due": 1000})  # rescheduled: the 150 entry is stale
+    assert index.first_due(0) == 100
+    assert index.pop_due(0, 99) == []
+    assert index.pop_due(0, 400) == ["early", "late"]
+    assert index.first_due(0) == 1000
+    assert index.pop_due(1, 50) == ["other"]
+    index.schedule(0, "moved", None)  # nothing due any more
+    assert index.pop_due(0, 10_000) == [] and index.first_due(0) is None
+
+
+def test_deadline_index_rebuilds_from_the_table_for_the_partitions_given():
+    table = stage_table("r")
+    table.put(0, "a", {"due": 10})
+    table.put(1, "b", {"due": 20})
+    table.put(1, "c", {})
+    index = DeadlineIndex(lambda state: state.get("due"))
+    index.schedule(3, "gone", {"due": 1})
+    index.rebuild(table, {1})
+    assert index.pop_due(3, 100) == [] and index.pop_due(0, 100) == []
+    assert index.pop_due(1, 100) == ["b"]
