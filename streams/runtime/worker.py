@@ -106,6 +106,7 @@ class Runtime:
         self._unclocked = {settings.topic(spec.name) for spec in unclocked}
         self._ready_parts: dict[str, frozenset[int]] = {}
         self._tickers: list[Callable[[set], None]] = []
+        self._stall_watch = faust_fixes.CommitStallWatch()
         # (wall ms, clock) readings of the last few seconds, oldest first
         self._clock_history: collections.deque = collections.deque()
         faust_fixes.register_before_commit(self.app, self.before_commit)
@@ -303,6 +304,7 @@ class Runtime:
             position = positions[tp] = await consumer.position(tp)
             self.clock.report_lag((tp.topic, tp.partition), behind=(
                 highwater is None or position is None or position < highwater or tp in unfinished))
+        await faust_fixes.heal_stalled_commits(self, self._stall_watch, assigned, positions)
         self.write_status(len(assigned))
         ready_marker = self.datadir / "ready"
         if assigned and not ready_marker.exists():

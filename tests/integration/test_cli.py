@@ -120,7 +120,7 @@ def test_undecodable_and_miskeyed_messages_go_to_dead_letters_and_valid_ones_sti
     assert garbage.value() == b"this is not avro" and garbage.key() == b"O-BAD"
     assert headers[dlq.SOURCE_TOPIC] == f"{fresh_prefix}orders"
     assert headers[dlq.SOURCE_OFFSET] == "0"
-    assert headers[dlq.PROCESSOR] == "order-shortages"
+    assert headers[dlq.PROCESSOR] == "orders"
     assert headers[dlq.ERROR_CLASS] == "DecodeError"
     assert headers[dlq.MESSAGE]
     mismatch = dlq.headers_dict(by_reason["key-mismatch"].headers())
