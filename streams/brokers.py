@@ -8,6 +8,9 @@ alerts`, lag checks) would then miss data. Producers talking to it therefore
 send one record per batch, which keeps the watermark exact; against Apache
 Kafka they batch normally.
 
+It also answers a fetch only when the fetch's maximum wait is up, so workers
+wait at most 100 ms there (``fetch_max_wait_ms``).
+
 The same broker completes a consumer group's first join only after half the
 session timeout, so a worker with Faust's default (60 s) waits 30 s before it
 reads anything. Workers use a 10 s session timeout there and 15 s elsewhere:
@@ -53,6 +56,17 @@ def confluent_producer_overrides(bootstrap: str) -> dict[str, object]:
 def faust_producer_overrides(bootstrap: str) -> dict[str, object]:
     # aiokafka closes a batch once it exceeds this many bytes; the first record always fits.
     return {"producer_max_batch_size": 1} if single_record_batches(bootstrap) else {}
+
+
+def fetch_max_wait_ms(bootstrap: str) -> int | None:
+    """How long the worker's consumer lets a fetch wait for data, or None for Faust's default.
+
+    The embedded broker answers a fetch over many partitions only when the
+    fetch's maximum wait is up, even when a record arrived at once (measured:
+    about 485 ms per hop with Faust's 1,500 ms over 60 partitions, 14 ms with
+    100 ms); Apache Kafka answers as soon as there is data.
+    """
+    return 100 if single_record_batches(bootstrap) else None
 
 
 def session_timeout_s(settings: Settings, bootstrap: str) -> float:

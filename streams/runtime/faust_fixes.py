@@ -565,6 +565,32 @@ def guard_changelog_seeks() -> None:
     Recovery._seek_offsets = _seek_offsets
 
 
+# ------------------------------------------------------------------- a setting Faust does not expose
+def set_fetch_max_wait(app, ms: int) -> None:
+    """Make the worker's consumer wait at most `ms` for a fetch to fill, instead of Faust's fixed 1,500.
+
+    Faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500`` and no
+    setting to change it. A broker that answers a fetch over many partitions
+    only when that time is up (the embedded broker does; Apache Kafka answers
+    as soon as one record is there) then adds up to 1.5 s to every hop an
+    event takes from one stage to the next.
+    """
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    original = AIOKafkaConsumerThread._create_worker_consumer
+    if not getattr(original, "forewarn_fetch_wait", False):
+        def _create_worker_consumer(self, transport):
+            consumer = original(self, transport)
+            wait = getattr(self.app, "_forewarn_fetch_max_wait_ms", None)
+            if wait is not None:
+                consumer._fetch_max_wait_ms = wait
+            return consumer
+
+        _create_worker_consumer.forewarn_fetch_wait = True
+        AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
+    app.__dict__["_forewarn_fetch_max_wait_ms"] = ms
+
+
 # ------------------------------------------------------------------- install
 def _patches() -> list[tuple[type, str, Callable]]:
     from faust.transport.consumer import Consumer

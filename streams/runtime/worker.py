@@ -33,7 +33,7 @@ import faust
 from schemas.codec import Codec, DecodeError, format_timestamp_ms
 from sinks.dlq import dead_letter_headers
 from streams import topics
-from streams.brokers import session_timeout_s
+from streams.brokers import fetch_max_wait_ms, session_timeout_s
 from streams.clock import WorkerClock
 from streams.runtime import faust_fixes
 from streams.runtime.output import Output
@@ -95,6 +95,9 @@ class Runtime:
             consumer_group_instance_id=(f"{settings.topic('forewarn')}-{settings.worker_id}"
                                         if settings.worker_id else None),
         )
+        fetch_wait = fetch_max_wait_ms(bootstrap)
+        if fetch_wait is not None:
+            faust_fixes.set_fetch_max_wait(self.app, fetch_wait)
         self.output = Output(bootstrap)
         self.stages: list[Stage] = []
         self.tables: dict[str, StageTable] = {}

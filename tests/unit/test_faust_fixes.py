@@ -346,3 +346,19 @@ def test_a_rebalance_during_the_hooks_drops_the_commit():
     fixes.register_before_commit(app, rebalance)
     assert not asyncio.run(consumer.commit())
     assert calls == []
+
+
+def test_fetch_max_wait_is_set_on_the_consumer_faust_builds_and_only_for_that_app():
+
+    async def build() -> tuple[int, int]:
+        tuned = faust.App("t-fetch-wait", broker="kafka://127.0.0.1:1", store="memory://", autodiscover=False)
+        fixes.set_fetch_max_wait(tuned, 100)
+        plain = faust.App("t-fetch-default", broker="kafka://127.0.0.1:1", store="memory://", autodiscover=False)
+        consumers = [app.consumer._thread._create_worker_consumer(app.transport) for app in (tuned, plain)]
+        waits = tuple(c._fetch_max_wait_ms for c in consumers)
+        for consumer in consumers:
+            await consumer.stop()
+        return waits
+
+    # Faust's own value is 1,500 ms; only the app it was set on gets 100.
+    assert asyncio.run(build()) == (100, 1500)
