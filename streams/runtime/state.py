@@ -8,6 +8,13 @@ remembers which keys changed. ``changes()`` hands each changed key out once,
 however often it changed, and the runtime logs them before it commits the
 offsets of the events behind them (``streams.runtime.worker``).
 
+Between changes an entity is kept as the JSON its changelog record carries,
+not as Python objects: an open order takes a few hundred bytes instead of a
+few kilobytes of dicts and lists, which is what lets one worker hold a
+million open orders. The table's values are raw bytes for the same reason:
+recovery from the changelog fills the store with those bytes as they are.
+``get`` decodes on demand; a changed entity stays decoded until it is logged.
+
 ``DeadlineIndex`` is when each entity of a stage next needs looking at: a heap
 per partition, rebuilt from the table after every rebalance, so it needs no
 changelog of its own.
@@ -39,7 +46,11 @@ class StageTable:
         return self.table.changelog_topic.get_topic_name()
 
     def get(self, key: Any) -> Any:
-        return self._store.data.get(key)
+        value = self._store.data.get(key)
+        if type(value) is bytes:
+            # Not cached decoded: a caller that changes it stores it again with put().
+            return json.loads(value)
+        return value
 
     def put(self, partition: int, key: Any, value: Any) -> None:
         store = self._store
@@ -58,7 +69,7 @@ class StageTable:
         store = self._store
         for key, partition in list(store._key_partition.items()):
             if partition in partitions:
-                value = store.data.get(key)
+                value = self.get(key)
                 if value is not None:
                     yield key, partition, value
 
@@ -68,7 +79,12 @@ class StageTable:
         data = self._store.data
         for key, partition in dirty.items():
             value = data.get(key)
-            yield partition, encode_json(key), None if value is None else encode_json(value)
+            if value is None:
+                yield partition, encode_json(key), None
+                continue
+            if type(value) is not bytes:
+                value = data[key] = encode_json(value)
+            yield partition, encode_json(key), value
 
 
 class DeadlineIndex:

@@ -120,7 +120,8 @@ class Runtime:
     # ------------------------------------------------------------------ wiring
     def add_stage(self, stage: Stage) -> None:
         for name in (stage.name, *stage.extra_tables):
-            table = self.app.Table(name, default=None, partitions=self.settings.partitions)
+            # Values are raw bytes: the JSON StageTable writes, kept as it is (streams.runtime.state).
+            table = self.app.Table(name, default=None, partitions=self.settings.partitions, value_type=bytes)
             self.tables[name] = StageTable(table)
         index = DeadlineIndex(stage.next_due) if stage.has_deadlines else None
         if index is not None:

@@ -23,6 +23,19 @@ def test_many_changes_to_one_key_give_one_changelog_record_with_the_last_value()
     assert table.get("order-1") == {"n": 99}
 
 
+def test_a_logged_entity_is_kept_as_its_changelog_bytes_and_decoded_on_demand():
+    table = stage_table()
+    table.put(0, "order-1", {"lines": [["SKU-1", 2]]})
+    assert table.get("order-1") == {"lines": [["SKU-1", 2]]}  # a changed entity stays decoded
+    [(_, _, logged)] = list(table.changes())
+    assert table.table.data.data["order-1"] == logged == b'{"lines":[["SKU-1",2]]}'
+    state = table.get("order-1")
+    state["lines"].append(["SKU-2", 1])
+    assert table.get("order-1") == {"lines": [["SKU-1", 2]]}  # a change counts only once put back
+    table.put(0, "order-1", state)
+    assert [value for _, _, value in table.changes()] == [b'{"lines":[["SKU-1",2],["SKU-2",1]]}']
+
+
 def test_a_deleted_key_is_logged_as_a_tombstone_and_gone_from_the_store():
     table = stage_table()
     table.put(1, "s", {"cart": {}})
