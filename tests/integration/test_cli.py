@@ -257,3 +257,36 @@ def test_demo_prints_out_of_stock_alerts_with_short_lines_and_alternatives(tmp_p
     stockouts = {row["sku"]: row for row in answers[5]}
     assert stockouts["ETH-SALE-1KG"]["affected_orders"] >= 20
     assert {row["rule"] for row in answers[7]} >= {"out_of_stock_open_order", "sku_stockout_impact"}
+
+
+def test_an_event_stamped_a_year_ahead_is_dead_lettered_and_does_not_move_the_worker_clock(
+        kafka_bootstrap, fresh_prefix, tmp_path):
+    env = forewarn_env(kafka_bootstrap, fresh_prefix, tmp_path)
+    assert run_forewarn(["topics", "create"], env).returncode == 0
+    codec = Codec()
+    producer = producer_for(kafka_bootstrap)
+    now = int(time.time() * 1000)
+    year_ahead = now + 365 * 24 * 3600 * 1000
+    # Sent by hand: `forewarn produce` itself refuses such a line.
+    future = codec.encode("forewarn.WebEvent", {"event_id": "w-future", "ts": year_ahead, "event_type": "page_view",
+                                                "session_id": "S-CLOCK", "page": "/"})
+    producer.produce(f"{fresh_prefix}web", key=b"S-CLOCK", value=future)
+    present = codec.encode("forewarn.WebEvent", {"event_id": "w-now", "ts": now - 60_000, "event_type": "page_view",
+                                                 "session_id": "S-OK", "page": "/"})
+    producer.produce(f"{fresh_prefix}web", key=b"S-OK", value=present)
+    producer.flush(30)
+    with Workers(env, count=1, log_dir=tmp_path) as workers:
+        worker_settings = Settings(data_dir=tmp_path, topic_prefix=fresh_prefix, worker_id="w0")
+
+        def settled():
+            workers.assert_running()
+            status = read_status(worker_settings) or {}
+            return status if status.get("partitions_behind") == 0 and status.get("dead_lettered") == 1 else None
+
+        status = wait_for(settled, timeout=120, what="the worker caught up with the future event dead-lettered")
+        assert now - 120_000 <= status["clock_ms"] < now + 10 * 60 * 1000, status
+        [dead] = read_raw(kafka_bootstrap, f"{fresh_prefix}forewarn.dlq", expected=1)
+    headers = dlq.headers_dict(dead.headers())
+    assert headers[dlq.REASON] == "future-timestamp" and headers[dlq.ERROR_CLASS] == "FutureTimestamp"
+    assert " days ahead of wall time" in headers[dlq.MESSAGE] and "FOREWARN_MAX_CLOCK_SKEW_MS" in headers[dlq.MESSAGE]
+    assert dead.key() == b"S-CLOCK" and dead.value() == future
