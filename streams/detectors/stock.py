@@ -123,7 +123,16 @@ def apply_order_line(
     known = state["lines"].get(order_id)
     if line["action"] == "open":
         if known is not None:
-            return Outcome(state)  # redelivered: already counted
+            # Redelivered: already counted. The line comes again when the order stage read its order
+            # again after a crash; it may have read (and dropped, knowing no such order yet) this
+            # order's shortage before that, so the shortage is told again. Telling it twice changes
+            # nothing at the order stage.
+            told = state["emitted"].get(order_id)
+            if told is None or told[1] <= 0:
+                return Outcome(state)
+            level, level_event, _ = _situation_at(state, told[0])
+            return Outcome(state, shortages=[_tell_shortage(state, order_id, told[0], told[1], level, level_event,
+                                                            known["event_id"], "order_placed")])
         count_ordered(state, line["placed_ts"], int(line["qty"]))
         # Closing adds closed_ts, close_event_id and close_reason: an open line stores none of them
         # (the whole state is one changelog message per change, and a busy SKU has many open lines).

@@ -40,10 +40,9 @@ from streams.stages.stock import OrderStage, SkuStage
 
 SIGNAL = topics.SIGNAL_SCHEMA
 # Deadlines of stages fed by other stages' signals are judged on the clock as it read this long ago
-# (wall time), so a fact already on its way (a ticket answered, an error counted) is read first. The
-# clock's knowledge that a partition is caught up is only as fresh as the last fetch of it: in the
-# rules-pipeline test, 0.5 s let a backlog fire for tickets whose answers were still on their way.
-SIGNAL_SETTLE_MS = 2000
+# (wall time), so a fact already on its way (a ticket answered, an error counted) is read first: the
+# clock's knowledge that a partition is caught up is only as fresh as the last fetch of it.
+SIGNAL_SETTLE_MS = 500
 
 
 def build_stages(settings: Settings, reference: Callable[[], Reference]) -> list[Stage]:
