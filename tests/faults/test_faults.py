@@ -71,7 +71,9 @@ class PacedProducer(threading.Thread):
     """Plays the workload at `rate` events/s and a canary order every CANARY_EVERY_S seconds.
 
     With `rate` None it plays the workload as fast as it can and sends no
-    canaries: the undisturbed reference run, whose alerts are compared without them.
+    canaries: the undisturbed reference run, whose alerts are compared without
+    them. With `hold_before` it stops before that event, once everything before
+    it is acknowledged, sets `holding` and goes on when `release` is set.
 
     It uses aiokafka, not librdkafka: librdkafka 2.x can crash the whole process
     with a segmentation fault when a broker dies under an idempotent producer,
@@ -79,9 +81,11 @@ class PacedProducer(threading.Thread):
     """
 
     def __init__(self, bootstrap: str, prefix: str, events: list[tuple[str, dict]],
-                 rate: float | None = RATE) -> None:
+                 rate: float | None = RATE, hold_before: int | None = None) -> None:
         super().__init__(name="paced-producer", daemon=True)
         self.bootstrap, self.prefix, self.events, self.rate = bootstrap, prefix, events, rate
+        self.hold_before = hold_before
+        self.holding, self.release = threading.Event(), threading.Event()
         self.codec = Codec()
         self.sent = 0
         self.canaries: dict[str, int] = {}  # order_id -> wall ms when produced
@@ -112,6 +116,11 @@ class PacedProducer(threading.Thread):
             start = time.monotonic()
             next_canary = start
             for topic, record in self.events:
+                if self.sent == self.hold_before:
+                    await producer.flush()
+                    await asyncio.gather(*self._deliveries)
+                    self.holding.set()
+                    await asyncio.get_running_loop().run_in_executor(None, self.release.wait)
                 if paced:
                     now = time.monotonic()
                     if now >= next_canary:
@@ -272,15 +281,28 @@ def play(cluster, tmp_path, workload: Workload, fault: str | None, rate: float |
     assert created.returncode == 0, created.stderr
     settings = [Settings(data_dir=tmp_path, topic_prefix=prefix, worker_id=f"w{n}") for n in range(WORKERS)]
     workers = Workers(env, count=WORKERS, log_dir=tmp_path).start()
-    producer = PacedProducer(cluster.bootstrap, prefix, workload.events, rate=rate)
+    # The undisturbed run holds the tail back until the main span is processed (see workload.py).
+    producer = PacedProducer(cluster.bootstrap, prefix, workload.events, rate=rate,
+                             hold_before=workload.tail_index if fault is None else None)
+    group = f"{prefix}forewarn"
+    watched = [f"{prefix}{s.name}" for s in topics.GROUP_INPUTS]
     fault_started = fault_ended = None
-    watch = None
+    watch, lag_watch_restarts = None, 0
     try:
         # Canary latencies should measure the fault, not the workers' start-up; and a reference run
         # should not begin with a rebalance either.
         wait_for(lambda: workers.assert_running() or all(worker_is_ready(s) for s in settings),
                  timeout=180, what="both workers to be assigned partitions")
         producer.start()
+        if producer.hold_before is not None:
+            wait_for(lambda: producer.holding.is_set() or not producer.is_alive(), timeout=600,
+                     what="the workload's main span produced")
+            watch = LagWatch(cluster.bootstrap, group, watched, tmp_path / "lag-watch.log")
+            try:
+                wait_for_zero_lag(watch, group, workers)
+            finally:
+                watch.close()
+            producer.release.set()
         if fault is not None:
             wait_for(lambda: producer.sent >= len(workload.events) // 3 or producer.error, timeout=600,
                      what="a third of the workload produced")
@@ -299,8 +321,7 @@ def play(cluster, tmp_path, workload: Workload, fault: str | None, rate: float |
         producer.join(timeout=900)
         assert producer.error is None, producer.error
         assert not producer.is_alive(), "the producer did not finish"
-        group = f"{prefix}forewarn"
-        watched = [f"{prefix}{s.name}" for s in topics.GROUP_INPUTS]
+        lag_watch_restarts += len(watch.restarts) if watch is not None else 0
         watch = LagWatch(cluster.bootstrap, group, watched, tmp_path / "lag-watch.log")
         try:
             wait_for_zero_lag(watch, group, workers)
@@ -315,9 +336,11 @@ def play(cluster, tmp_path, workload: Workload, fault: str | None, rate: float |
         # Beside the worker logs: what a failed comparison is read against.
         (tmp_path / "alerts.json").write_text(json.dumps(alerts, default=str))
     finally:
+        producer.release.set()  # a producer still holding must not outlive the test
         workers.stop()
     return Played(prefix, producer, alerts, fault_started, fault_ended,
-                  len(watch.restarts) if watch is not None else 0, time.monotonic() - began)
+                  lag_watch_restarts + (len(watch.restarts) if watch is not None else 0),
+                  time.monotonic() - began)
 
 
 def read_settled_alerts(bootstrap: str, prefix: str, workers, quiet_s: float = 3.0, timeout: float = 120) -> list[dict]:
@@ -549,12 +572,17 @@ def read_positions(bootstrap: str, topic: str, codec: Codec):
         consumer.close()
 
 
-def check_out_of_stock(workload: Workload, alerts: list[dict], canaries: set[str]) -> dict[str, list[dict]]:
-    """Every short order (and canary) has one out_of_stock_open_order episode, as the workload says; no other order."""
+def out_of_stock_alerts(alerts: list[dict]) -> dict[str, list[dict]]:
     per_order: dict[str, list[dict]] = {}
     for alert in alerts:
         if alert["rule"] == "out_of_stock_open_order":
             per_order.setdefault(alert["order_id"], []).append(alert)
+    return per_order
+
+
+def check_out_of_stock(workload: Workload, alerts: list[dict], canaries: set[str]) -> None:
+    """Every short order (and canary) has one out_of_stock_open_order episode, as the workload says; no other order."""
+    per_order = out_of_stock_alerts(alerts)
     expected = workload.short_orders | canaries
     missing = expected - set(per_order)
     unexpected = set(per_order) - expected
@@ -573,20 +601,23 @@ def check_out_of_stock(workload: Workload, alerts: list[dict], canaries: set[str
         want = ["open", "resolved"] if order_id in workload.cancelled_short else ["open"]
         assert statuses == want, f"{order_id}: lifecycle {statuses}, expected {want}"
         if order_id in workload.cancelled_short:
-            assert history[-1]["details"]["resolution"] == "cancelled"
-    return per_order
+            # The last message is what a view of each alert's latest message (alerts_latest) shows.
+            told = [(a["status"], a["event_ts"], a["details"].get("resolution"), a["detected_at"]) for a in history]
+            assert history[-1]["details"]["resolution"] == "cancelled", (
+                f"{order_id} was cancelled, but its last alert message gives the resolution "
+                f"{history[-1]['details'].get('resolution')!r}; (status, event_ts, resolution, detected_at): {told}")
 
 
 def check_outcome(workload: Workload, played: Played, reference: Lifecycles, fault: str, tmp_path) -> dict:
     producer, alerts = played.producer, played.alerts
-    per_order = check_out_of_stock(workload, alerts, set(producer.canaries))
+    per_order = out_of_stock_alerts(alerts)
     actual = Lifecycles(alerts)
-    compare_with_reference(actual, reference)
 
     latencies = []
     for order_id, produced_ms in producer.canaries.items():
-        first_open = min(a["detected_at"] for a in per_order[order_id] if a["status"] == "open")
-        latencies.append(((produced_ms / 1000) - played.fault_started, (first_open - produced_ms) / 1000))
+        opened = [a["detected_at"] for a in per_order.get(order_id, []) if a["status"] == "open"]
+        if opened:  # a missing canary fails check_out_of_stock below
+            latencies.append(((produced_ms / 1000) - played.fault_started, (min(opened) - produced_ms) / 1000))
     before = [lat for at, lat in latencies if at < 0]
     during = [lat for at, lat in latencies if 0 <= at <= (played.fault_ended - played.fault_started) + 30]
     report = {
@@ -610,8 +641,11 @@ def check_outcome(workload: Workload, played: Played, reference: Lifecycles, fau
         "lag_watch_restarts": played.lag_watch_restarts,
         "run_seconds": round(played.seconds, 1),
     }
+    # Printed before the checks, so a failing run still tells how it went.
     print(f"\nfault report: {json.dumps(report)}")
     (tmp_path / "fault-report.json").write_text(json.dumps(dict(report, keys_by_rule=actual.by_rule()), indent=2))
+    compare_with_reference(actual, reference)
+    check_out_of_stock(workload, alerts, set(producer.canaries))
     return report
 
 

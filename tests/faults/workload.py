@@ -17,10 +17,12 @@ three parts, in event-time order:
   (``late_shipment``); returns, with a few SKUs that keep coming back
   (``return_spike``); and feedback, some of it negative (``negative_feedback``).
 * **The tail**, five to nine hours after the start: the late replies,
-  payments and shipments whose time falls after the main span, then every
-  SKU's stock level restated at the end. The tail carries every worker's
-  clock past every deadline of the main span, so what the rules decide is
-  settled by events, not by how long a test waits afterwards.
+  payments and shipments whose time falls after the main span, what ends the
+  unseen orders' episodes, then every SKU's stock level restated at the end.
+  The tail carries every worker's clock past every deadline of the main span,
+  so what the rules decide is settled by events, not by how long a test
+  waits afterwards; and the undisturbed run holds it back until the main span
+  is processed, so nothing in it is read before what comes before it.
 
 An undisturbed run is the reference the fault tests compare with, so no
 outcome may hinge on which of two partitions a worker happens to read first:
@@ -74,6 +76,7 @@ class Workload:
     cancelled_short: set[str] = field(default_factory=set)  # of those, cancelled later: open then resolved
     short_skus: dict[str, int] = field(default_factory=dict)  # sku -> stock level
     final_ts: int = FINAL_MS  # the latest event time: every worker's clock must pass it
+    tail_index: int = 0  # events[tail_index:] are the tail
     stories: dict[str, int] = field(default_factory=dict)  # how many of each story, for the report
     by_topic: dict[str, int] = field(default_factory=dict)
 
@@ -89,9 +92,10 @@ class _Timeline:
     def add(self, ts: int, topic: str, record: dict) -> None:
         self.items.append((ts, len(self.items), topic, dict(record, ts=ts)))
 
-    def add_late(self, ts: int, topic: str, record: dict) -> None:
-        """An event of a story that may fall after the main span: then it moves to the tail, in order."""
-        if ts <= STORIES_END_MS:
+    def add_late(self, ts: int, topic: str, record: dict, to_tail: bool = False) -> None:
+        """An event of a story that may fall after the main span (or must come after it all, `to_tail`):
+        then it moves to the tail, in order."""
+        if ts <= STORIES_END_MS and not to_tail:
             self.add(ts, topic, record)
         else:
             self.tail.append((ts, len(self.tail), topic, record))
@@ -136,6 +140,7 @@ def build(total_events: int = 50_000, seed: int = 11, skus: int = 60, short_skus
     main_end = events[-1][1]["ts"]
     if main_end >= START_MS + 44 * MINUTE_MS:
         raise ValueError("the main span runs into the next complaint window; give the orders a shorter step")
+    tail_index = len(events)
     for n, (_, _, topic, record) in enumerate(tail):
         events.append((topic, dict(record, ts=TAIL_START_MS + n * SECOND)))
     for sku, level in levels.items():
@@ -144,7 +149,8 @@ def build(total_events: int = 50_000, seed: int = 11, skus: int = 60, short_skus
     check_margins(events, limits)
     stories = dict(line.stories, tail_events=len(tail), short_orders=len(short_orders))
     return Workload(events, set(short_orders), cancelled, {sku: levels[sku] for sku in shorts},
-                    final_ts=FINAL_MS, stories=stories, by_topic=dict(Counter(topic for topic, _ in events)))
+                    final_ts=FINAL_MS, tail_index=tail_index, stories=stories,
+                    by_topic=dict(Counter(topic for topic, _ in events)))
 
 
 def _at(rng: random.Random, first_min: float, last_min: float) -> int:
@@ -168,10 +174,13 @@ class _Orders:
         self.placed.append((ts, order_id))
         return customer
 
-    def event(self, ts: int, kind: str, order_id: str, late: bool = False) -> None:
+    def event(self, ts: int, kind: str, order_id: str, late: bool = False, to_tail: bool = False) -> None:
         record = {"event_id": f"{kind}-{order_id}", "event_type": kind, "order_id": order_id,
                   "customer_id": f"F-SC-{order_id[2:]}", "lines": []}
-        (self.line.add_late if late else self.line.add)(ts, "orders", record)
+        if late or to_tail:
+            self.line.add_late(ts, "orders", record, to_tail=to_tail)
+        else:
+            self.line.add(ts, "orders", record)
 
 
 def _web_sessions(line: _Timeline, rng: random.Random, regular: list[str], limits: Thresholds) -> None:
@@ -230,14 +239,22 @@ def _web_sessions(line: _Timeline, rng: random.Random, regular: list[str], limit
 
 
 def _lookups(line: _Timeline, rng: random.Random, orders: _Orders) -> None:
-    """Orders the customer looks up and does not find; found later, delivered, or never."""
-    def lookup(ts, order_id, customer, n, found):
+    """Orders the customer looks up and does not find; found later, delivered, or never.
+
+    What ends the episode (the lookup that finds the order, the delivery) comes in the tail: the
+    rule judges a lookup against what the order stage has read by then, so a lookup read after a
+    later delivery or a later successful lookup (another partition, another stage on the way) raises
+    nothing. Hours apart, the two are read in event-time order however partitions interleave.
+    """
+    def lookup(ts, order_id, customer, n, found, to_tail=False):
         session = f"F-SV-{order_id[2:]}-{n}"
-        line.add(ts, "web", {"event_id": f"web-{session}-view", "event_type": "page_view", "session_id": session,
-                             "page": "/account", "customer_id": customer})
-        line.add(ts + 5 * SECOND, "web", {"event_id": f"web-{session}-lookup", "event_type": "order_lookup",
-                                          "session_id": session, "page": "/account/orders",
-                                          "customer_id": customer, "order_id": order_id, "found": found})
+        line.add_late(ts, "web", {"event_id": f"web-{session}-view", "event_type": "page_view",
+                                  "session_id": session, "page": "/account", "customer_id": customer},
+                      to_tail=to_tail)
+        line.add_late(ts + 5 * SECOND, "web", {"event_id": f"web-{session}-lookup", "event_type": "order_lookup",
+                                               "session_id": session, "page": "/account/orders",
+                                               "customer_id": customer, "order_id": order_id, "found": found},
+                      to_tail=to_tail)
 
     for n in range(30):
         order_id = f"F-OV-{n:03d}"
@@ -245,11 +262,11 @@ def _lookups(line: _Timeline, rng: random.Random, orders: _Orders) -> None:
         customer = orders.place(placed, order_id)
         lookup(placed + 3 * MINUTE_MS, order_id, customer, 1, False)
         if n % 3 == 0:
-            lookup(placed + 8 * MINUTE_MS, order_id, customer, 2, True)
+            lookup(placed + 8 * MINUTE_MS, order_id, customer, 2, True, to_tail=True)
             line.stories["orders_unseen_then_found"] += 1
         elif n % 3 == 1:
             orders.event(placed + 5 * MINUTE_MS, "shipped", order_id)
-            orders.event(placed + 9 * MINUTE_MS, "delivered", order_id)
+            orders.event(placed + 9 * MINUTE_MS, "delivered", order_id, to_tail=True)
             line.stories["orders_unseen_then_delivered"] += 1
         else:
             if n % 2 == 0:
