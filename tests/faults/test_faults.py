@@ -22,7 +22,7 @@ restarts it, then checks the outcome:
 
 Why a real run and not the stages driven in-process: a model of the runtime
 (signals between stages, the SKU stage's progress markers, each worker's
-clock, signal-fed stages judging on the clock as it read two seconds before)
+clock, signal-fed stages judging on the clock as it read a moment before)
 could drift from the runtime it stands for; the undisturbed run is the
 runtime. The workload keeps every outcome far from its deadline and ends with
 a tail that carries every clock past every deadline, so two runs agree on what
