@@ -276,17 +276,25 @@ class Runtime:
                 stage.on_ready(parts)
             ctx = self.contexts[stage.name]
             clock = clock_now if not stage.settle_ms else self._clock_as_of(now, None, stage.settle_ms)
+            clocked = [name for name in names if name in self.clocked_topics]
             for partition in sorted(parts):
                 ctx.partition, ctx.src, ctx.wall_ms = partition, None, now
                 stage.tick(ctx)
                 if index is None or clock is None:
                     continue
-                for key in index.pop_due(partition, clock):
+                # An entity is judged no later than its own partition has been read: a partition this
+                # worker has just taken over may still hold the reply that meets a deadline the
+                # worker's clock (never going back) has long passed.
+                read_to = [self.clock.read_up_to((name, partition)) for name in clocked]
+                if None in read_to:
+                    continue
+                judged = min([clock, *read_to])
+                for key in index.pop_due(partition, judged):
                     state = ctx.get(key)
                     if state is None:
                         continue
                     try:
-                        stage.fire(ctx, key, state, clock)
+                        stage.fire(ctx, key, state, judged)
                     except Exception:
                         log.exception("deadline of %s %r failed; it is looked at again on the next event", stage.name, key)
         for ticker in self._tickers:
