@@ -26,7 +26,7 @@ import logging
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import faust
 
@@ -108,7 +108,6 @@ class Runtime:
         self.input_topics: set[str] = set()
         self._unclocked = {settings.topic(spec.name) for spec in unclocked}
         self._ready_parts: dict[str, frozenset[int]] = {}
-        self._tickers: list[Callable[[set], None]] = []
         self._stall_watch = faust_fixes.CommitStallWatch()
         # (wall ms, clock) readings of the last few seconds, oldest first
         self._clock_history: collections.deque = collections.deque()
@@ -146,10 +145,6 @@ class Runtime:
 
         run.__name__ = stage.name.replace("-", "_")
         self.app.agent(channel, name=stage.name)(run)
-
-    def on_tick(self, ticker: Callable[[set], None]) -> None:
-        """Call `ticker(active (topic, partition) pairs)` on every tick, once the assignment is settled."""
-        self._tickers.append(ticker)
 
     # ------------------------------------------------------------------ one event
     def handle(self, stage: Stage, ctx: StageContext, event) -> None:
@@ -297,8 +292,6 @@ class Runtime:
                         stage.fire(ctx, key, state, judged)
                     except Exception:
                         log.exception("deadline of %s %r failed; it is looked at again on the next event", stage.name, key)
-        for ticker in self._tickers:
-            ticker(ready)
         if sum(len(t.dirty) for t in self.tables.values()) > MAX_DIRTY_KEYS:
             self.log_changes()
 

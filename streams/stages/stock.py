@@ -50,9 +50,9 @@ class OrderStage(Stage):
 
     def apply(self, ctx: StageContext, schema: str, record: dict) -> None:
         ref = self.reference()
+        order_id = record["key"] if schema == topics.SIGNAL_SCHEMA else record["order_id"]
+        entity = ctx.get(order_id) or {"stock": None, "watch": None}
         if schema == topics.ORDERS.schema:
-            order_id = record["order_id"]
-            entity = ctx.get(order_id) or {"stock": None, "watch": None}
             outcome = stock.apply_order_event(entity["stock"], record, ref, detected_at=ctx.wall_ms,
                                               max_alternatives=self.settings.max_alternatives)
             entity["stock"] = outcome.state
@@ -63,8 +63,6 @@ class OrderStage(Stage):
             result = orders.apply_order_event(entity["watch"], record, self.limits, ref.customers,
                                               detected_at=ctx.wall_ms)
         elif schema == topics.ORDER_SHORTAGES.schema:
-            order_id = record["order_id"]
-            entity = ctx.get(order_id) or {"stock": None, "watch": None}
             outcome = stock.apply_line_shortage(entity["stock"], record, ref, detected_at=ctx.wall_ms,
                                                 max_alternatives=self.settings.max_alternatives)
             entity["stock"] = outcome.state
@@ -73,8 +71,6 @@ class OrderStage(Stage):
             ctx.store(order_id, entity, self.finished)
             return
         else:
-            order_id = record["key"]
-            entity = ctx.get(order_id) or {"stock": None, "watch": None}
             result = orders.apply_lookup(entity["watch"], record, self.limits, ref.customers, detected_at=ctx.wall_ms)
         for _, sig in result.signals:
             sig["data"]["src"] = ctx.src
