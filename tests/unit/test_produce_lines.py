@@ -86,10 +86,17 @@ def test_read_lines_keeps_bytes_and_drops_line_endings(tmp_path):
         assert list(read_lines(f)) == [b"a", b"b\xff", b"c"]
 
 
+# Bound but never listening: a connection to such a port is refused at once. The sockets stay
+# bound for the whole run, so no broker or client started meanwhile can be given the same port
+# (one that accepted and never answered would hold a message in flight past every flush timeout).
+_HELD_PORTS: list[socket.socket] = []
+
+
 def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _HELD_PORTS.append(sock)
+    return sock.getsockname()[1]
 
 
 def test_with_no_broker_listening_the_messages_are_reported_unacknowledged_not_raised():
