@@ -15,6 +15,11 @@
 #   kafka.sh resolve [--version V]
 #       Only resolve the jars; print the directory that holds them.
 #
+# The jars: FOREWARN_KAFKA_DIST's when it is set; else <cache>/<version>/libs,
+# filled on first use. Kafka 4.4.0 is fetched by `python3 -m streams.kafka_dist
+# fetch` (a pinned list with checksums, from Maven Central, Python's standard
+# library only); any other version is resolved by Maven (mvn) from pom.xml.
+#
 # Every node is broker and controller at once. One node gets replication
 # factor 1 everywhere; three nodes form a 3-voter quorum with replication
 # factor 3 and min.insync.replicas=2, so any one node can die without losing
@@ -30,25 +35,42 @@
 # A --data-dir that already holds a cluster is started again as it was.
 #
 # Environment:
-#   FOREWARN_KAFKA_CACHE          jars cache (default ~/.cache/forewarn/kafka)
+#   FOREWARN_KAFKA_DIST           an Apache Kafka distribution on disk to run instead:
+#                                 an extracted kafka_2.13-X.Y.Z release (the directory
+#                                 holding libs/), or a directory of its jars
+#   FOREWARN_KAFKA_CACHE          jars cache (default $XDG_CACHE_HOME/forewarn/kafka,
+#                                 else ~/.cache/forewarn/kafka)
 #   FOREWARN_KAFKA_VERSION        Kafka version (default 4.4.0)
-#   FOREWARN_KAFKA_MAVEN_REPO     Maven local repository (default: <cache>/m2)
+#   FOREWARN_MAVEN_URL            a mirror or proxy of Maven Central to fetch 4.4.0 from
+#                                 (https_proxy and no_proxy apply as well)
+#   FOREWARN_KAFKA_MAVEN_REPO     Maven local repository, for a version other than
+#                                 4.4.0 (default: <cache>/m2)
 #   FOREWARN_KAFKA_HEAP           max heap per node (default 512m)
 #   FOREWARN_KAFKA_JVM_OPTS       more JVM options for each node
 #   FOREWARN_KAFKA_START_TIMEOUT  seconds to wait for the cluster (default 120)
 #   FOREWARN_KAFKA_STOP_TIMEOUT   seconds to wait for a node to stop (default 30)
-#   FOREWARN_KAFKA_PYTHON         a Python with confluent_kafka for the readiness
-#                                 check (default: python3 if it has it, else a
-#                                 small Java check against the Kafka jars runs)
+#   FOREWARN_KAFKA_PYTHON         the Python (3.8 or newer) that fetches the 4.4.0 jars
+#                                 (default python3), and, if it has confluent_kafka,
+#                                 runs the readiness check (else python3 does if it
+#                                 has it, else a small Java check against the jars)
 #   JAVA_HOME                     the JDK to use (17 or newer); default: java on PATH
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly SCRIPT_DIR
 readonly POM="$SCRIPT_DIR/pom.xml"
+readonly REPO_ROOT="$SCRIPT_DIR/../.."
+# The version streams/kafka_dist.py pins (KAFKA_VERSION there): fetched without Maven.
 readonly DEFAULT_VERSION=4.4.0
 
-CACHE="${FOREWARN_KAFKA_CACHE:-${HOME:-/tmp}/.cache/forewarn/kafka}"
+# The same default as streams/kafka_dist.py (which ignores a relative XDG_CACHE_HOME, as the spec says).
+if [[ -n "${FOREWARN_KAFKA_CACHE:-}" ]]; then
+    CACHE="$FOREWARN_KAFKA_CACHE"
+elif [[ "${XDG_CACHE_HOME:-}" == /* ]]; then
+    CACHE="$XDG_CACHE_HOME/forewarn/kafka"
+else
+    CACHE="${HOME:-/tmp}/.cache/forewarn/kafka"
+fi
 VERSION="${FOREWARN_KAFKA_VERSION:-$DEFAULT_VERSION}"
 HEAP="${FOREWARN_KAFKA_HEAP:-512m}"
 START_TIMEOUT="${FOREWARN_KAFKA_START_TIMEOUT:-120}"
@@ -97,14 +119,74 @@ find_java() {
     fi
 }
 
-# Prints the directory holding the broker's jars, resolving them on first use.
+# True when directory $1 holds a broker's jars (the same test as streams/kafka_dist.py).
+holds_broker_jars() {
+    local jar
+    for jar in "$1"/kafka_2.13-[0-9]*.jar "$1"/kafka-server-[0-9]*.jar; do
+        [[ -f "$jar" ]] && return 0
+    done
+    return 1
+}
+
+# Prints the jars directory of the distribution FOREWARN_KAFKA_DIST names: its
+# libs/, or the directory itself.
+dist_libs() {
+    local dist="$FOREWARN_KAFKA_DIST" dir
+    [[ -d "$dist" ]] ||
+        die "FOREWARN_KAFKA_DIST=$dist: no such directory; set it to an Apache Kafka distribution on disk (the directory holding libs/), or unset it to fetch the jars"
+    for dir in "$dist/libs" "$dist"; do
+        if [[ -d "$dir" ]] && holds_broker_jars "$dir"; then
+            (cd "$dir" && pwd)
+            return
+        fi
+    done
+    die "FOREWARN_KAFKA_DIST=$dist: neither $dist/libs nor $dist holds kafka_2.13-[0-9]*.jar or kafka-server-[0-9]*.jar; set it to an extracted Apache Kafka release such as kafka_2.13-$DEFAULT_VERSION (the directory holding libs/), or unset it to fetch the jars"
+}
+
+# Prints the Kafka version of the jars in directory $1, read from the broker
+# jar's name (kafka_2.13-4.4.0.jar), or nothing if no name says.
+libs_version() {
+    local jar
+    for jar in "$1"/kafka_2.13-[0-9]*.jar "$1"/kafka-server-[0-9]*.jar; do
+        if [[ "${jar##*/}" =~ ^kafka(_2\.13|-server)-([0-9][0-9A-Za-z.]*)\.jar$ ]]; then
+            echo "${BASH_REMATCH[2]}"
+            return
+        fi
+    done
+}
+
+# Prints the directory holding the pinned version's jars, fetched by
+# streams/kafka_dist.py: resumable, checksummed, and under the same lock file as
+# the Maven resolution below.
+fetch_pinned_libs() {
+    local py="${FOREWARN_KAFKA_PYTHON:-python3}" libs
+    command -v "$py" >/dev/null 2>&1 ||
+        die "$py not found: a Python 3 is needed once to fetch Apache Kafka $VERSION into $CACHE/$VERSION/libs (set FOREWARN_KAFKA_PYTHON), or set FOREWARN_KAFKA_DIST to an Apache Kafka distribution on disk"
+    # PYTHONSAFEPATH (Python 3.11+) keeps a `streams` package in the working
+    # directory from shadowing ours. The fetcher prints its own one-line error.
+    libs="$(FOREWARN_KAFKA_CACHE="$CACHE" PYTHONPATH="$REPO_ROOT" PYTHONSAFEPATH=1 \
+        "$py" -m streams.kafka_dist fetch)" || exit 1
+    [[ -f "$libs/kafka_2.13-$VERSION.jar" ]] || die "$py -m streams.kafka_dist fetch printed '$libs', which lacks kafka_2.13-$VERSION.jar"
+    echo "$libs"
+}
+
+# Prints the directory holding the broker's jars, fetching them on first use.
 resolve_libs() {
+    if [[ -n "${FOREWARN_KAFKA_DIST:-}" ]]; then
+        dist_libs
+        return
+    fi
     local version_dir="$CACHE/$VERSION"
     local libs="$version_dir/libs"
     if [[ -f "$libs/kafka_2.13-$VERSION.jar" ]]; then
         echo "$libs"
         return
     fi
+    if [[ "$VERSION" == "$DEFAULT_VERSION" ]]; then
+        fetch_pinned_libs
+        return
+    fi
+    # Any other version: Maven resolves pom.xml for it.
     mkdir -p "$version_dir" || die "cannot create the jars cache $version_dir (set FOREWARN_KAFKA_CACHE)"
     # Two runs resolving at once would share Maven's local repository, which
     # Maven does not guard; the second waits for the first and then reuses it.
@@ -115,7 +197,7 @@ resolve_libs() {
     fi
     if [[ ! -f "$libs/kafka_2.13-$VERSION.jar" ]]; then
         command -v mvn >/dev/null 2>&1 ||
-            die "Maven (mvn) is needed once to fetch Apache Kafka $VERSION into $libs; install it (apt-get install maven)"
+            die "Maven (mvn) is needed once to fetch Apache Kafka $VERSION, which is not pinned like $DEFAULT_VERSION, into $libs; install it (apt-get install maven), or set FOREWARN_KAFKA_DIST to an Apache Kafka distribution on disk"
         [[ -f "$POM" ]] || die "missing $POM"
         local repo="${FOREWARN_KAFKA_MAVEN_REPO:-$CACHE/m2}"
         local staging="$version_dir/libs.partial.$$"
@@ -660,6 +742,33 @@ choose_ready_check() {
 # ---------------------------------------------------------------------------
 # Commands
 
+# What cmd_start's EXIT trap reads lives in globals, not in locals of cmd_start:
+# when a command fails under `set -e`, bash leaves every function before it runs
+# the EXIT trap, so the trap would find such a local unset.
+STOPPING=0        # 1 once the nodes are being stopped, or are not ours to stop
+REMOVE_DATA_DIR=0 # 1 when the data directory is a temporary one made by this run
+
+on_exit() {
+    local status=$?
+    trap - EXIT INT TERM HUP
+    if ((STOPPING == 0)); then
+        STOPPING=1
+        [[ -n "${CHECK_PID:-}" ]] && { kill "$CHECK_PID" 2>/dev/null || true; }
+        ((${#FORMAT_PIDS[@]})) && { kill "${FORMAT_PIDS[@]}" 2>/dev/null || true; }
+        stop_nodes TERM $(seq 0 $((BROKERS - 1)))
+        [[ -n "${WAIT_PID:-}" ]] && { kill "$WAIT_PID" 2>/dev/null || true; }
+        if ((REMOVE_DATA_DIR)); then
+            rm -rf "$DATA_DIR"
+        fi
+    fi
+    exit "$status"
+}
+
+on_signal() {
+    say "stopping"
+    exit 0
+}
+
 parse_node_index() {
     [[ "${1:-}" =~ ^[0-9]+$ ]] || die "expected a node index (0, 1, ...), got '${1:-}'"
     echo "$1"
@@ -688,11 +797,11 @@ cmd_start() {
         esac
     done
 
-    local started created_dir=0 existing=0
+    local started existing=0
     started="$(now_ms)"
     if [[ -z "$DATA_DIR" ]]; then
         DATA_DIR="$(mktemp -d "${TMPDIR:-/tmp}/forewarn-kafka.XXXXXX")"
-        created_dir=$((!keep))
+        REMOVE_DATA_DIR=$((!keep))
     else
         mkdir -p "$DATA_DIR" || die "cannot create the data directory $DATA_DIR"
         DATA_DIR="$(cd "$DATA_DIR" && pwd)"
@@ -710,37 +819,22 @@ cmd_start() {
     fi
     export KAFKA_SH_DATA_DIR="$DATA_DIR"
 
-    local stopping=0
-    on_exit() {
-        local status=$?
-        trap - EXIT INT TERM HUP
-        if ((stopping == 0)); then
-            stopping=1
-            [[ -n "${CHECK_PID:-}" ]] && { kill "$CHECK_PID" 2>/dev/null || true; }
-            ((${#FORMAT_PIDS[@]})) && { kill "${FORMAT_PIDS[@]}" 2>/dev/null || true; }
-            stop_nodes TERM $(seq 0 $((BROKERS - 1)))
-            [[ -n "${WAIT_PID:-}" ]] && { kill "$WAIT_PID" 2>/dev/null || true; }
-            if ((created_dir)); then
-                rm -rf "$DATA_DIR"
-            fi
-        fi
-        exit "$status"
-    }
-    on_signal() {
-        say "stopping"
-        exit 0
-    }
     trap on_exit EXIT
     trap on_signal INT TERM HUP
 
     find_java
     LIBS="$(resolve_libs)"
+    local i pid dist_version
+    if [[ -n "${FOREWARN_KAFKA_DIST:-}" ]]; then
+        # The distribution's own version, for cluster.env and the messages.
+        dist_version="$(libs_version "$LIBS")"
+        VERSION="${dist_version:-$VERSION}"
+    fi
 
-    local i pid
     for ((i = 0; i < BROKERS; i++)); do
         pid="$(node_pid "$i" || true)"
         if node_running "$i" "$pid"; then
-            stopping=1 # not ours to stop
+            STOPPING=1 # not ours to stop
             die "node $i of $DATA_DIR is already running (pid $pid)"
         fi
     done
@@ -802,8 +896,7 @@ cmd_restart_node() {
         die "node $i is still running (pid $pid); stop it first (kafka.sh stop-node $i --data-dir $DATA_DIR)"
     fi
     find_java
-    LIBS="$CACHE/$VERSION/libs"
-    [[ -f "$LIBS/kafka_2.13-$VERSION.jar" ]] || LIBS="$(resolve_libs)"
+    LIBS="$(resolve_libs)"
     for p in "$(client_port "$i")" "$(controller_port "$i")"; do
         port_in_use "$p" && die "port $p, which node $i needs, is in use"
     done
@@ -851,7 +944,6 @@ case "${1:-}" in
             [[ -n "${2:-}" ]] || die "--version takes a Kafka version"
             VERSION="$2"
         fi
-        find_java
         resolve_libs
         ;;
     start) shift; cmd_start "$@" ;;
