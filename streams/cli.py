@@ -17,6 +17,13 @@ ENVIRONMENT_HELP = """\
 configuration (environment):
   FOREWARN_KAFKA            bootstrap address of an existing Kafka; unset: the embedded broker
                             (`forewarn up` records its address in the data directory)
+  FOREWARN_EMBEDDED         the embedded broker: kafka (default; one Apache Kafka node keeping every
+                            topic under the data directory) or memory (throwaway: nothing is kept)
+  FOREWARN_KAFKA_HEAP       maximum heap of the embedded Apache Kafka node (default 256m)
+  FOREWARN_KAFKA_DIST       an Apache Kafka distribution on disk (the directory holding libs/) to run
+                            instead of the jars fetched once from Maven Central
+  FOREWARN_KAFKA_CACHE      where those jars are cached (default ~/.cache/forewarn/kafka)
+  JAVA_HOME                 a Java runtime (17 or newer) for the embedded node; unset: the bundled one
   FOREWARN_CLICKHOUSE       http(s):// URL of a ClickHouse server; unset: chDB in the data directory
   FOREWARN_SCHEMA_REGISTRY  schema registry URL; unset: Avro single-object encoding
   FOREWARN_DATA_DIR         data directory (default ./.forewarn); one `up` or `demo` at a time uses it
@@ -46,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="run the stack in the foreground (embedded broker unless FOREWARN_KAFKA)")
     up.add_argument("--workers", type=int, default=1, help="detection workers to run (default 1)")
     up.add_argument("--no-sink", action="store_true", help="do not run the ClickHouse sink beside the workers")
+    up.add_argument("--reset", action="store_true",
+                    help="start empty: delete the embedded broker's topics, the workers' state and the ClickHouse "
+                         "store in the data directory first (asks for confirmation)")
+    up.add_argument("--yes", action="store_true", help="with --reset: do not ask")
 
     worker = commands.add_parser("worker", help="run one detection worker against FOREWARN_KAFKA")
     worker.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
@@ -134,6 +145,7 @@ def _failure_message(exc: Exception, settings: Settings | None) -> str | None:
     from sinks.clickhouse.migrate import MigrationError
     from streams.admin import TopicAdminError
     from streams.embedded import BrokerStartError
+    from streams.kafka_dist import KafkaDistError
 
     if isinstance(exc, KafkaException):
         error = exc.args[0] if exc.args else None
@@ -141,6 +153,8 @@ def _failure_message(exc: Exception, settings: Settings | None) -> str | None:
         return f"Kafka: {reason} (check FOREWARN_KAFKA, or that `forewarn up` is running)"
     if isinstance(exc, TopicAdminError):
         return f"{exc}\n(check FOREWARN_KAFKA, or that `forewarn up` is running)"
+    if isinstance(exc, KafkaDistError):
+        return str(exc)
     if isinstance(exc, BrokerStartError):
         return (f"could not start the embedded broker: {exc}\n"
                 f"(set FOREWARN_KAFKA to use an existing Kafka instead)")
@@ -197,9 +211,16 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "up":
         from streams.runner import run_up
 
+        if args.yes and not args.reset:
+            raise SettingsError("`forewarn up --yes` only confirms --reset; add --reset, or drop --yes")
         if settings.kafka:
             _reachable(settings.kafka, settings)
-        return run_up(settings, workers=args.workers, sink=not args.no_sink)
+        if args.reset:
+            from streams.runner import reset_data_dir
+
+            if not reset_data_dir(settings, confirmed=args.yes):
+                return 1
+        return run_up(settings, workers=args.workers, sink=not args.no_sink, reset=args.reset)
     if args.command == "worker":
         from streams.runner import run_worker
 

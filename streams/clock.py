@@ -11,6 +11,11 @@ The clock is a watermark over the input partitions a worker reads:
   seen and, while nothing new arrives, advances with wall time from there, so
   an idle stream still reaches its deadlines. Before the first event it has
   no reading at all.
+* A worker that starts on partitions with nothing left to read (a restart of
+  an idle stack) learns each one's last event from the partition itself
+  (``seed``): its event time, and the wall time it was written. The clock then
+  reads as if this worker had been running all along, so a deadline that
+  passed while no worker ran is due at once.
 
 The clock never goes backwards. An event older than the clock is still
 applied to state by the detectors; ``allowed_lateness_ms`` only bounds how
@@ -34,6 +39,8 @@ class _Partition:
     last_ts: int | None = None
     # Unknown lag counts as behind: the partition might hold older events.
     behind: bool = True
+    # Wall time at which last_ts was written, when it was learnt by seed() rather than read.
+    seen_wall: int | None = None
 
 
 class WorkerClock:
@@ -96,8 +103,24 @@ class WorkerClock:
         """A message with event time `event_ts` was read from `tp`; `behind` says more are waiting."""
         part = self._parts.setdefault(tp, _Partition())
         # Event time within a partition may wobble; the partition has reached its max.
-        part.last_ts = event_ts if part.last_ts is None else max(part.last_ts, event_ts)
+        if part.last_ts is None or event_ts >= part.last_ts:
+            part.last_ts, part.seen_wall = event_ts, None
         part.behind = behind
+
+    def seed(self, tp: Hashable, event_ts: int, written_wall: int) -> None:
+        """`tp`'s last event, read from the partition by a worker that has read nothing from it.
+
+        `written_wall` is when that event was written (its Kafka timestamp).
+        Ignored once anything was read from `tp`: what was read is newer.
+        """
+        part = self._parts.setdefault(tp, _Partition())
+        if part.last_ts is None:
+            part.last_ts, part.seen_wall = event_ts, written_wall
+
+    def needs_seed(self, tp: Hashable) -> bool:
+        """True while `tp` is caught up and nothing has been read from it: seed() can tell its last event."""
+        part = self._parts.get(tp)
+        return part is not None and not part.behind and part.last_ts is None
 
     def report_lag(self, tp: Hashable, behind: bool) -> None:
         """Periodic news of a partition's lag, also for partitions that deliver nothing."""
@@ -120,7 +143,10 @@ class WorkerClock:
                 # worker started before a replay of older events must not begin at wall time (every
                 # deadline of the replay would be due at once).
                 return self._value
-            self._anchor_value, self._anchor_wall = newest, wall_ms
+            # Time has flowed since a seeded event was written, as it would have for a worker
+            # that read it then.
+            seen = [p.seen_wall for p in self._parts.values() if p.last_ts == newest and p.seen_wall is not None]
+            self._anchor_value, self._anchor_wall = newest, min(min(seen, default=wall_ms), wall_ms)
         flowing = self._anchor_value + max(0, wall_ms - self._anchor_wall)
         if newest is not None and newest > flowing:
             # Events are ahead of the extrapolation (a replay running fast): follow them.

@@ -10,7 +10,7 @@ from schemas.codec import Codec, DecodeError
 from streams import topics
 from streams.follow import LagProbe, format_alert, read_topic
 from streams.produce import message_key, producer_for
-from streams.runner import Stack, StopOnSignal, Stopped
+from streams.runner import Stack, StopOnSignal, Stopped, describe_broker
 from streams.settings import Settings
 from streams.simulator import store_timeline
 
@@ -22,7 +22,14 @@ QUIET_S = 6.0
 DRAIN_LIMIT_S = 90.0
 
 
+def demo_settings(settings: Settings) -> Settings:
+    """The demo's settings: a data directory of its own inside up's, so the two never mix."""
+    return settings.with_(data_dir=settings.data_dir / "demo")
+
+
 def run_demo(settings: Settings, duration: float = 60.0) -> int:
+    """Play the shop's story on a stack of its own, started empty in `demo_settings(settings).data_dir`."""
+    settings = demo_settings(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     codec = Codec(registry_url=settings.schema_registry)
     timeline = store_timeline(duration)
@@ -32,12 +39,12 @@ def run_demo(settings: Settings, duration: float = 60.0) -> int:
     produced = [0]
     with StopOnSignal() as signals:
         stack = Stack(settings, workers=1, worker_log=settings.data_dir / "logs" / "demo-worker.log",
-                      worker_loglevel="info")
+                      worker_loglevel="info", reset=True)
         stop = threading.Event()
         printer: threading.Thread | None = None
         try:
             stack.start()
-            print(f"  Kafka: {stack.bootstrap} ({'embedded broker' if stack.broker else 'FOREWARN_KAFKA'}); "
+            print(f"  Kafka: {stack.bootstrap} ({describe_broker(stack.broker)}); "
                   f"worker log: {stack.worker_log}\n")
             last_alert = [time.monotonic()]
 

@@ -157,12 +157,86 @@ def remove_endpoints(settings: Settings) -> None:
         settings.endpoint_file.unlink(missing_ok=True)
 
 
+def embedded_broker(settings: Settings):
+    """The broker a stack starts without FOREWARN_KAFKA (not started yet).
+
+    By default one Apache Kafka node keeping everything under the data
+    directory (streams.kafka_node); with FOREWARN_EMBEDDED=memory the in-memory
+    broker (streams.embedded), whose topics are gone when it stops.
+    """
+    if settings.embedded == "memory":
+        from streams.embedded import EmbeddedBroker
+
+        return EmbeddedBroker(settings.data_dir / "broker.log")
+    from streams.kafka_node import KafkaNode
+
+    return KafkaNode(settings.data_dir / "kafka", heap=settings.kafka_heap, progress=sys.stderr)
+
+
+# What `forewarn up --reset` deletes from the data directory: the broker's topics and offsets, the
+# workers' scratch directories, the ClickHouse store and the sink's status. The demo's own
+# directory and the logs stay.
+RESET_ENTRIES = ("kafka", "faust", "clickhouse", "sink", "broker.log")
+
+
+def reset_data_dir(settings: Settings, confirmed: bool) -> bool:
+    """Ask (unless `confirmed`) whether `forewarn up --reset` may start empty; False when the user declines.
+
+    Only the embedded stack's own data is deleted, so the topics and ClickHouse
+    never disagree afterwards: with FOREWARN_KAFKA or FOREWARN_CLICKHOUSE set,
+    that data lives elsewhere and --reset is refused. The deletion itself
+    happens in Stack.start, once the data directory's lock is held.
+    """
+    for name, value in (("FOREWARN_KAFKA", settings.kafka), ("FOREWARN_CLICKHOUSE", settings.clickhouse)):
+        if value:
+            raise SettingsError(f"`forewarn up --reset` only empties the embedded stack's data directory, but "
+                                f"{name}={value} is set: delete that data there, or unset {name}")
+    present = [settings.data_dir / entry for entry in RESET_ENTRIES if (settings.data_dir / entry).exists()]
+    if not present:
+        return True
+    if confirmed:
+        return True
+    what = ", ".join(str(path) for path in present)
+    if not sys.stdin.isatty():
+        raise SettingsError(f"`forewarn up --reset` would delete {what}; add --yes to confirm without a terminal")
+    answer = input(f"forewarn up --reset deletes every topic, consumer offset, the workers' state and the "
+                   f"ClickHouse store ({what}). Type yes to go on: ")
+    if answer.strip().lower() != "yes":
+        print("forewarn up: not reset; nothing was deleted", file=sys.stderr)
+        return False
+    return True
+
+
+def _delete_reset_entries(settings: Settings) -> None:
+    import shutil
+
+    for entry in RESET_ENTRIES:
+        path = settings.data_dir / entry
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def describe_broker(broker) -> str:
+    """How `up` and `demo` name the broker they started."""
+    if broker is None:
+        return "FOREWARN_KAFKA"
+    from streams.kafka_node import KafkaNode
+
+    if isinstance(broker, KafkaNode):
+        return f"embedded Apache Kafka, data in {broker.home}"
+    return "in-memory broker: nothing is kept when it stops"
+
+
 class Stack:
     """The broker (unless FOREWARN_KAFKA is set), worker processes and the ClickHouse sink, as one unit."""
 
     def __init__(self, settings: Settings, workers: int = 1, worker_log: Path | None = None,
-                 worker_loglevel: str = "warning", sink: bool = True) -> None:
+                 worker_loglevel: str = "warning", sink: bool = True, reset: bool = False) -> None:
         self.settings = settings
+        # Start empty: delete RESET_ENTRIES once the data directory is ours (`up --reset`).
+        self.reset = reset
         self.worker_loglevel = worker_loglevel
         self.workers = workers
         self.worker_log = worker_log
@@ -175,11 +249,22 @@ class Stack:
 
     def start(self) -> str:
         from streams.app import worker_datadir
-        from streams.embedded import EmbeddedBroker
 
         self._lock = claim_data_dir(self.settings)
+        throwaway = self.bootstrap is None and self.settings.embedded == "memory"
+        if throwaway and (self.settings.data_dir / "kafka").exists() and not self.reset:
+            release_lock(self._lock)
+            self._lock = None
+            raise SettingsError(
+                f"FOREWARN_EMBEDDED=memory starts empty, but {self.settings.data_dir} holds the embedded Apache "
+                f"Kafka node's topics; set FOREWARN_DATA_DIR to another directory for throwaway runs")
+        if self.reset or throwaway:
+            # A throwaway broker keeps nothing, so neither does the rest: the store and the
+            # topics never disagree.
+            _delete_reset_entries(self.settings)
         if self.bootstrap is None:
-            self.broker = EmbeddedBroker(self.settings.data_dir / "broker.log").start()
+            self.broker = embedded_broker(self.settings)
+            self.broker.start()
             self.bootstrap = self.broker.bootstrap
         ensure_topics(self.settings, self.bootstrap)
         write_endpoints(self.settings, self.bootstrap)
@@ -322,13 +407,13 @@ class StopOnSignal:
             signal.signal(sig, handler)
 
 
-def run_up(settings: Settings, workers: int = 1, sink: bool = True) -> int:
+def run_up(settings: Settings, workers: int = 1, sink: bool = True, reset: bool = False) -> int:
     """`forewarn up`: start the stack, say where it listens, wait for Ctrl-C or SIGTERM."""
     with StopOnSignal() as signals:
-        stack = Stack(settings, workers=workers, sink=sink)
+        stack = Stack(settings, workers=workers, sink=sink, reset=reset)
         try:
             bootstrap = stack.start()
-            where = "embedded broker" if stack.broker is not None else "FOREWARN_KAFKA"
+            where = describe_broker(stack.broker)
             store = settings.clickhouse or f"chDB in {settings.data_dir / 'clickhouse'}"
             print(f"forewarn up: Kafka at {bootstrap} ({where}); {workers} detection worker(s); "
                   f"topic prefix {settings.topic_prefix or '(none)'}; "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -32,10 +33,37 @@ def _int_env(env: dict[str, str], name: str, default: int, minimum: int = 0) -> 
     return value
 
 
+def _choice_env(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if raw not in choices:
+        raise SettingsError(f"{name}={raw!r}: expected one of {', '.join(choices)}")
+    return raw
+
+
+# FOREWARN_KAFKA_HEAP: a JVM heap size such as 256m or 1g.
+HEAP_PATTERN = re.compile(r"^[1-9][0-9]*[mMgG]$")
+
+
+def _heap_env(env: dict[str, str]) -> str:
+    raw = env.get("FOREWARN_KAFKA_HEAP", "").strip()
+    if not raw:
+        return "256m"
+    if not HEAP_PATTERN.match(raw):
+        raise SettingsError(f"FOREWARN_KAFKA_HEAP={raw!r}: expected a heap size such as 256m or 1g")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     # Where Kafka is: a bootstrap address, or None for the embedded broker.
     kafka: str | None = None
+    # Without FOREWARN_KAFKA: "kafka", one Apache Kafka node keeping its data under data_dir
+    # (streams.kafka_node), or "memory", the in-memory broker for throwaway runs (streams.embedded).
+    embedded: str = "kafka"
+    # Maximum heap of the embedded Apache Kafka node.
+    kafka_heap: str = "256m"
     # Where ClickHouse is: an http(s):// URL, or None for chDB under data_dir.
     clickhouse: str | None = None
     # Confluent-compatible schema registry; None means Avro single-object encoding.
@@ -71,6 +99,8 @@ class Settings:
         env = dict(os.environ if env is None else env)
         return cls(
             kafka=env.get("FOREWARN_KAFKA") or None,
+            embedded=_choice_env(env, "FOREWARN_EMBEDDED", "kafka", ("kafka", "memory")),
+            kafka_heap=_heap_env(env),
             clickhouse=env.get("FOREWARN_CLICKHOUSE") or None,
             schema_registry=env.get("FOREWARN_SCHEMA_REGISTRY") or None,
             data_dir=Path(env.get("FOREWARN_DATA_DIR") or ".forewarn"),

@@ -20,6 +20,7 @@ entity of an active partition whose deadline it has passed.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import logging
@@ -99,6 +100,8 @@ class Runtime:
         if fetch_wait is not None:
             faust_fixes.set_fetch_max_wait(self.app, fetch_wait)
         self.output = Output(bootstrap)
+        self.bootstrap = bootstrap
+        self._seeded: set = set()
         self.stages: list[Stage] = []
         self.tables: dict[str, StageTable] = {}
         self.contexts: dict[str, StageContext] = {}
@@ -309,12 +312,33 @@ class Runtime:
             position = positions[tp] = await consumer.position(tp)
             self.clock.report_lag((tp.topic, tp.partition), behind=(
                 highwater is None or position is None or position < highwater or tp in unfinished))
+        await self._seed_clock(assigned)
         await faust_fixes.heal_stalled_commits(self, self._stall_watch, assigned, positions)
         self.write_status(len(assigned))
         ready_marker = self.datadir / "ready"
         if assigned and not ready_marker.exists():
             # Processes that supervise this worker (forewarn up, demo, tests) wait for this file.
             ready_marker.write_text(f"{len(assigned)} partitions assigned\n")
+
+    async def _seed_clock(self, assigned) -> None:
+        """Tell the clock the last event of each caught-up partition it has read nothing from (streams.clock).
+
+        Done once per partition and process, off the event loop: a worker started on
+        an idle stack then fires the deadlines that passed while no worker ran.
+        """
+        wanted = [(tp.topic, tp.partition) for tp in assigned
+                  if (tp.topic, tp.partition) not in self._seeded and self.clock.needs_seed((tp.topic, tp.partition))]
+        if not wanted:
+            return
+        self._seeded.update(wanted)
+        loop = asyncio.get_running_loop()
+        try:
+            found = await loop.run_in_executor(None, last_events, self.bootstrap, wanted, self.codec)
+        except Exception:  # noqa: BLE001 - the clock then waits for the next event, as before
+            log.warning("could not read the last events of %d partitions for the clock", len(wanted), exc_info=True)
+            return
+        for tp, (event_ts, written_wall) in found.items():
+            self.clock.seed(tp, event_ts, min(written_wall, wall_ms()))
 
     def write_status(self, assigned: int) -> None:
         """What an operator wants to see of a running worker, rewritten every second."""
@@ -332,3 +356,47 @@ class Runtime:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(status))
         tmp.replace(path)
+
+
+def last_events(bootstrap: str, partitions: list[tuple[str, int]], codec: Codec,
+                timeout_s: float = 5.0) -> dict[tuple[str, int], tuple[int, int]]:
+    """For each (topic, partition), its last message's event time and Kafka timestamp, when it has one.
+
+    A partition that is empty, or whose last message is undecodable or has no
+    `ts`, is left out.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "forewarn-clock-seed",
+                         "enable.auto.commit": False, "enable.partition.eof": True})
+    try:
+        ends = {}
+        for topic, partition in partitions:
+            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            if high > 0:
+                ends[(topic, partition)] = high
+        if not ends:
+            return {}
+        consumer.assign([TopicPartition(t, p, high - 1) for (t, p), high in ends.items()])
+        found: dict[tuple[str, int], tuple[int, int]] = {}
+        pending = set(ends)
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            tp = (msg.topic(), msg.partition())
+            if msg.error() is not None:
+                pending.discard(tp)  # end of partition, or an error: nothing to learn there
+                continue
+            pending.discard(tp)
+            try:
+                _schema, record = codec.decode(msg.value())
+            except DecodeError:
+                continue
+            _kind, written = msg.timestamp()
+            if isinstance(record.get("ts"), int) and written > 0:
+                found[tp] = (record["ts"], written)
+        return found
+    finally:
+        consumer.close()

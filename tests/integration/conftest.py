@@ -1,10 +1,11 @@
 """Fixtures for tests that need a real Kafka-protocol broker.
 
-By default one embedded broker is started for the whole session.
-FOREWARN_TEST_KAFKA=apache starts one Apache Kafka node instead (resolved from
-Maven Central by deploy/kafka/kafka.sh), and a bootstrap address runs the same
-tests against an existing cluster; every test gets its own topic and group
-prefix, so runs never see each other's data.
+By default one Apache Kafka node, the embedded default (streams.kafka_node), is
+started for the whole session. FOREWARN_TEST_KAFKA=memory runs the in-memory
+broker instead (streams.embedded), FOREWARN_TEST_KAFKA=apache one node started
+by deploy/kafka/kafka.sh, and a bootstrap address runs the same tests against
+an existing cluster; every test gets its own topic and group prefix, so runs
+never see each other's data.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import uuid
 import pytest
 
 from streams.embedded import EmbeddedBroker
+from streams.kafka_node import KafkaNode
 
 
 @pytest.fixture(scope="session")
@@ -30,10 +32,13 @@ def kafka_bootstrap(tmp_path_factory):
         finally:
             cluster.stop()
         return
-    if configured and configured != "embedded":
+    if configured == "memory":
+        broker = EmbeddedBroker(tmp_path_factory.mktemp("kafka") / "broker.log")
+    elif configured and configured != "embedded":
         yield configured
         return
-    broker = EmbeddedBroker(tmp_path_factory.mktemp("kafka") / "broker.log")
+    else:
+        broker = KafkaNode(tmp_path_factory.mktemp("kafka"))
     broker.start()
     try:
         yield broker.bootstrap

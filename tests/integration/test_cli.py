@@ -128,72 +128,76 @@ def test_undecodable_and_miskeyed_messages_go_to_dead_letters_and_valid_ones_sti
     assert mismatch[dlq.ERROR_CLASS] == "KeyMismatch"
 
 
-def test_up_runs_the_stack_commands_beside_it_find_it_and_a_restart_starts_clean(tmp_path):
+def test_up_runs_the_stack_commands_beside_it_find_it_and_a_restart_keeps_everything(tmp_path):
     # `up` has a topic prefix; the commands beside it are not told it and must take the one up recorded.
     beside = {k: v for k, v in os.environ.items() if not k.startswith("FOREWARN_")}
     beside.update(FOREWARN_DATA_DIR=str(tmp_path / "data"))
     prefix = f"up-{time.time_ns()}-"
     up_env = dict(beside, FOREWARN_TOPIC_PREFIX=prefix)
     endpoints = tmp_path / "data" / "endpoints.json"
-    timeline = [
-        {"topic": "inventory", "value": {"event_id": "s1", "ts": "2026-03-02T09:00:00Z", "event_type": "stock_level",
-                                         "sku": "A", "available": 1}},
-        {"topic": "orders", "value": {"event_id": "o1", "ts": "2026-03-02T09:01:00Z", "event_type": "placed",
-                                      "order_id": "O1", "customer_id": "C1",
-                                      "lines": [{"sku": "A", "qty": 3, "unit_price_cents": 100}]}},
-    ]
-    path = write_jsonl(tmp_path / "t.jsonl", timeline)
+    stock = {"topic": "inventory", "value": {"event_id": "s1", "ts": "2026-03-02T09:00:00Z",
+                                             "event_type": "stock_level", "sku": "A", "available": 1}}
+    order = {"topic": "orders", "value": {"event_id": "o1", "ts": "2026-03-02T09:01:00Z", "event_type": "placed",
+                                          "order_id": "O1", "customer_id": "C1",
+                                          "lines": [{"sku": "A", "qty": 3, "unit_price_cents": 100}]}}
+    restock = {"topic": "inventory", "value": {"event_id": "s2", "ts": "2026-03-02T09:05:00Z",
+                                               "event_type": "stock_level", "sku": "A", "available": 10}}
+
+    def alert_lines():
+        out = run_forewarn(["alerts", "--json", "--rule", "out_of_stock_open_order"], beside)
+        assert out.returncode == 0, out.stderr
+        return [json.loads(line) for line in out.stdout.splitlines()]
+
+    def stored_alerts(expected: int):
+        out = run_forewarn(["sql", "SELECT order_id, status, kafka_offset FROM alerts WHERE rule = "
+                                   "'out_of_stock_open_order' ORDER BY kafka_offset", "--format", "json"], beside)
+        assert out.returncode == 0, out.stderr
+        rows = [json.loads(line) for line in out.stdout.splitlines()]
+        return rows if len(rows) >= expected else None
+
     for run in (1, 2):
         up = subprocess.Popen([sys.executable, "-m", "streams", "up"], env=up_env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
         try:
-            wait_for(lambda: up.poll() is not None or endpoints.exists(), timeout=60, what="forewarn up to start")
+            wait_for(lambda: up.poll() is not None or endpoints.exists(), timeout=120, what="forewarn up to start")
             assert up.poll() is None, up.stdout.read()
             recorded = json.loads(endpoints.read_text())
             bootstrap = recorded["kafka"]
             assert recorded["topic_prefix"] == prefix
-            if run == 2:
-                # The embedded broker keeps topics in memory: a restart starts from nothing.
-                empty = run_forewarn(["alerts", "--json"], beside)
-                assert (empty.returncode, empty.stdout, empty.stderr) == (0, "", "")
-            else:
+            if run == 1:
                 # A prefix other than up's would produce to topics no worker reads: refused.
-                other = run_forewarn(["produce", str(path)], dict(beside, FOREWARN_TOPIC_PREFIX="other-"))
+                other = run_forewarn(["produce", write_jsonl(tmp_path / "t.jsonl", [stock, order])],
+                                     dict(beside, FOREWARN_TOPIC_PREFIX="other-"))
                 assert other.returncode == 2
                 assert other.stderr.startswith("forewarn: FOREWARN_TOPIC_PREFIX='other-', but the running "
                                                "`forewarn up`") and repr(prefix) in other.stderr
-            produced = run_forewarn(["produce", str(path)], beside)
-            assert produced.returncode == 0, produced.stderr
-
-            def alert_lines():
-                out = run_forewarn(["alerts", "--json", "--rule", "out_of_stock_open_order"], beside)
-                assert out.returncode == 0, out.stderr
-                return [json.loads(line) for line in out.stdout.splitlines()]
-
-            (alert,) = wait_for(alert_lines, timeout=120, what=f"the alert in run {run}")
-            assert alert["order_id"] == "O1" and alert["status"] == "open"
-            assert alert["event_ts"] == "2026-03-02T09:01:00Z"
-            assert alert["detected_at"].endswith("Z")
-            assert json.loads(alert["details"]["lines_json"])[0]["short"] == 2
-            # The alert came from up's prefixed topics, which the commands found without being told.
-            assert [a["order_id"] for a in read_alerts(bootstrap, prefix)] == ["O1"]
-
-            # up's sink writes it to ClickHouse; `forewarn sql` reaches the store through the sink.
-            # The store outlives the embedded broker: run 2's alert is a new message of a new topic
-            # (its offsets start again at 0) and is stored beside run 1's, not skipped.
-            def stored_alerts():
-                out = run_forewarn(["sql", "SELECT order_id, status, kafka_offset FROM alerts WHERE rule = "
-                                           "'out_of_stock_open_order' ORDER BY inserted_at", "--format", "json"],
-                                   beside)
-                assert out.returncode == 0, out.stderr
-                rows = [json.loads(line) for line in out.stdout.splitlines()]
-                return rows if len(rows) == run else None
-
-            rows = wait_for(stored_alerts, timeout=60, what=f"{run} alert(s) in ClickHouse")
-            assert rows == [{"order_id": "O1", "status": "open", "kafka_offset": 0}] * run
+                produced = run_forewarn(["produce", str(tmp_path / "t.jsonl")], beside)
+                assert produced.returncode == 0, produced.stderr
+                (alert,) = wait_for(alert_lines, timeout=120, what="the alert")
+                assert alert["order_id"] == "O1" and alert["status"] == "open"
+                assert alert["event_ts"] == "2026-03-02T09:01:00Z"
+                assert alert["detected_at"].endswith("Z")
+                assert json.loads(alert["details"]["lines_json"])[0]["short"] == 2
+                # The alert came from up's prefixed topics, which the commands found without being told.
+                assert [a["order_id"] for a in read_alerts(bootstrap, prefix)] == ["O1"]
+                # up's sink writes it to ClickHouse; `forewarn sql` reaches the store through the sink.
+                rows = wait_for(lambda: stored_alerts(1), timeout=60, what="the alert in ClickHouse")
+                assert rows == [{"order_id": "O1", "status": "open", "kafka_offset": 0}]
+            else:
+                # The restarted stack kept the topics, the store and the worker's open order: the
+                # alert is still there, stored once, and the restock resolves it.
+                assert [(a["order_id"], a["status"]) for a in alert_lines()] == [("O1", "open")]
+                assert stored_alerts(1) == [{"order_id": "O1", "status": "open", "kafka_offset": 0}]
+                produced = run_forewarn(["produce", str(write_jsonl(tmp_path / "r.jsonl", [restock]))], beside)
+                assert produced.returncode == 0, produced.stderr
+                statuses = wait_for(lambda: [a["status"] for a in alert_lines()] == ["open", "resolved"]
+                                    and alert_lines(), timeout=120, what="the restock's resolution")
+                assert [a["order_id"] for a in statuses] == ["O1", "O1"]
+                rows = wait_for(lambda: stored_alerts(2), timeout=60, what="both alerts in ClickHouse")
+                assert [(r["status"], r["kafka_offset"]) for r in rows] == [("open", 0), ("resolved", 1)]
         finally:
             up.send_signal(signal.SIGTERM)
-            out, _ = up.communicate(timeout=60)
+            out, _ = up.communicate(timeout=90)
         assert up.returncode == 0, out
         assert "stopping" in out
         assert not endpoints.exists()

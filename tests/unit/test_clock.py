@@ -109,3 +109,37 @@ def test_read_up_to_and_watermark_of_a_partition():
     from streams.clock import CAUGHT_UP
     assert clock.read_up_to(A) == CAUGHT_UP
     assert clock.watermark_of(A) == CAUGHT_UP
+
+
+def test_a_worker_restarted_on_idle_partitions_reads_the_clock_as_if_it_had_run_all_along():
+    clock = WorkerClock()
+    clock.assign([A, B])
+    clock.report_lag(A, behind=False)
+    clock.report_lag(B, behind=False)
+    assert clock.needs_seed(A) and clock.needs_seed(B)
+    assert clock.now(wall_ms=500_000) is None
+    # A's last event (event time 100 s) was written at wall time 200 s; B's is older.
+    clock.seed(A, 100_000, written_wall=200_000)
+    clock.seed(B, 40_000, written_wall=150_000)
+    assert not clock.needs_seed(A)
+    # 300 s of wall time have passed since A's event was written: so has the clock, so a
+    # deadline that fell while no worker ran is due at once.
+    assert clock.now(wall_ms=500_000) == 400_000
+    assert clock.now(wall_ms=501_000) == 401_000
+
+
+def test_a_seed_never_overrides_what_was_read():
+    clock = WorkerClock()
+    clock.assign([A])
+    clock.observe(A, 90_000, behind=False)
+    assert not clock.needs_seed(A)
+    clock.seed(A, 10_000, written_wall=0)
+    assert clock.now(wall_ms=1_000_000) == 90_000  # anchored at its first reading, not at the seed
+
+
+def test_a_partition_still_behind_is_not_seeded():
+    clock = WorkerClock()
+    clock.assign([A])
+    assert not clock.needs_seed(A)  # lag unknown: its events will be read, not guessed
+    clock.report_lag(A, behind=True)
+    assert not clock.needs_seed(A)
