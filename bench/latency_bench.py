@@ -1,7 +1,7 @@
 """Detection latency of the worker: out-of-stock orders, and reply-target breaches against their deadline.
 
     python bench/latency_bench.py [--rate R] [--seconds S] [--background EV_PER_S]
-        [--sla-chat-s T] [--tickets K] [--singles N] [--grace SECONDS] [--kafka HOST:PORT | --apache]
+        [--sla-chat-s T] [--tickets K] [--singles N] [--grace SECONDS] [--kafka HOST:PORT | --apache | --memory]
 
 Starts one worker on an idle stack (reference data and opening stock only),
 sets a few SKUs to zero stock and waits until the worker has read all that.

@@ -1,6 +1,6 @@
 """Resident memory of one worker holding many open orders.
 
-    python bench/memory_bench.py [--orders 1000000] [--skus 300] [--timeout SECONDS] [--kafka HOST:PORT | --apache]
+    python bench/memory_bench.py [--orders 1000000] [--skus 300] [--timeout SECONDS] [--kafka HOST:PORT | --apache | --memory]
 
 Pre-produces the stock of S SKUs (default 300, each with far more stock than
 every order together asks for, so no order is short) and N placed orders
@@ -13,7 +13,7 @@ them. Then runs one worker until its group's lag over every topic in
 with the input rate as a side figure. Progress (lag, memory) goes to stderr
 every 30 s. Exits with status 1 and a message if the lag is not zero within
 --timeout seconds (default 6 hours: the current worker passes a few hundred
-orders a second). Uses the embedded broker unless --kafka or --apache is given.
+orders a second). Uses the embedded default (one Apache Kafka node) unless --kafka, --apache or --memory is given.
 """
 
 from __future__ import annotations

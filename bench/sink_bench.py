@@ -12,8 +12,8 @@ after the other in this process:
    framing, inserting into a fresh chDB store and committing, from its first
    message until all N rows are stored (and its offsets are committed).
 
-Prints messages per second for both and their ratio. Uses the embedded
-broker unless --kafka is given. Run by hand; figures go in the README with the
+Prints messages per second for both and their ratio. Uses the embedded default
+(one Apache Kafka node) unless --kafka or --memory is given. Run by hand; figures go in the README with the
 command that produced them.
 """
 
@@ -38,7 +38,7 @@ from sinks.clickhouse.store import open_store  # noqa: E402
 from sinks.clickhouse.tables import SINK_TOPICS  # noqa: E402
 from streams import topics  # noqa: E402
 from streams.admin import ensure_topics  # noqa: E402
-from streams.embedded import EmbeddedBroker  # noqa: E402
+from streams.runner import embedded_broker  # noqa: E402
 from streams.follow import group_lag  # noqa: E402
 from streams.produce import producer_for  # noqa: E402
 from streams.settings import Settings  # noqa: E402
@@ -113,14 +113,16 @@ def sink_end_to_end(settings: Settings, bootstrap: str, n: int, limits: SinkLimi
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=500_000)
-    parser.add_argument("--kafka", help="bootstrap address; default: the embedded broker")
+    parser.add_argument("--kafka", help="bootstrap address; default: the embedded default (one Apache Kafka node)")
+    parser.add_argument("--memory", action="store_true", help="start the in-memory broker instead")
     parser.add_argument("--batch-rows", type=int, default=SinkLimits.max_rows)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sink-bench-") as tmp:
         broker = None
         bootstrap = args.kafka
         if bootstrap is None:
-            broker = EmbeddedBroker(Path(tmp) / "broker.log").start()
+            broker = embedded_broker(Settings(data_dir=Path(tmp), embedded="memory" if args.memory else "kafka"))
+            broker.start()
             bootstrap = broker.bootstrap
         try:
             settings = Settings(kafka=bootstrap, data_dir=Path(tmp) / "data",

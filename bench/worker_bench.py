@@ -1,6 +1,6 @@
 """Throughput of the detection worker against Faust's own floor, on the same pre-produced events.
 
-    python bench/worker_bench.py --mix shop|orders-stock [--events N] [--kafka HOST:PORT | --apache]
+    python bench/worker_bench.py --mix shop|orders-stock [--events N] [--kafka HOST:PORT | --apache | --memory]
         [--skus S] [--timeout SECONDS] [--seed N]
 
 Pre-produces N input events of one mix (bench/workload.py; event times spread
@@ -29,7 +29,7 @@ c. the worker with every rule (`python -m streams worker`, its own group),
 a and b are timed from their first event to their last (a also prints how
 long its first fetch took; with a few thousand events a's figure means
 little, as the client fetches ahead in the background). Prints one line per
-figure (events/s) and the ratio worker/bare Faust. Uses the embedded broker
+figure (events/s) and the ratio worker/bare Faust. Uses the embedded default
 unless --kafka or --apache is given. Exits with status 1 and a message if a
 consumer does not finish within --timeout seconds. Run by hand; figures go in
 the README with the command that produced them.

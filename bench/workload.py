@@ -65,9 +65,11 @@ class BenchError(RuntimeError):
 
 def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--kafka", metavar="HOST:PORT", help="use this broker; default: start the embedded broker")
+    where.add_argument("--kafka", metavar="HOST:PORT",
+                       help="use this broker; default: start the embedded default (one Apache Kafka node)")
     where.add_argument("--apache", action="store_true",
-                       help="start one Apache Kafka node (deploy/kafka/kafka.sh) and stop it at the end")
+                       help="start one Apache Kafka node with deploy/kafka/kafka.sh instead")
+    where.add_argument("--memory", action="store_true", help="start the in-memory broker (FOREWARN_EMBEDDED=memory)")
 
 
 @contextlib.contextmanager
@@ -87,9 +89,11 @@ def broker_for(args: argparse.Namespace, scratch: Path) -> Iterator[str]:
         finally:
             kafka.stop()
         return
-    from streams.embedded import EmbeddedBroker
+    from streams.runner import embedded_broker
+    from streams.settings import Settings
 
-    broker = EmbeddedBroker(scratch / "broker.log").start()
+    broker = embedded_broker(Settings(data_dir=scratch, embedded="memory" if args.memory else "kafka"))
+    broker.start()
     try:
         yield broker.bootstrap
     finally:

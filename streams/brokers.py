@@ -1,6 +1,6 @@
 """What a producer must know about the broker it talks to.
 
-The embedded broker (Tansu, memory storage) advances a partition's high
+The in-memory broker (Tansu, FOREWARN_EMBEDDED=memory) advances a partition's high
 watermark by one per record *batch* rather than per record: after one batch
 of ten records a consumer is told the partition ends at offset 1. Consumers
 that stop at the high watermark (table recovery from changelogs, `forewarn
@@ -61,7 +61,7 @@ def faust_producer_overrides(bootstrap: str) -> dict[str, object]:
 def fetch_max_wait_ms(bootstrap: str) -> int | None:
     """How long the worker's consumer lets a fetch wait for data, or None for Faust's default.
 
-    The embedded broker answers a fetch over many partitions only when the
+    The in-memory broker answers a fetch over many partitions only when the
     fetch's maximum wait is up, even when a record arrived at once (measured:
     about 485 ms per hop with Faust's 1,500 ms over 60 partitions, 14 ms with
     100 ms); Apache Kafka answers as soon as there is data.

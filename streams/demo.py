@@ -166,8 +166,9 @@ def _store_summary(stored: dict[str, int] | None, settings: Settings) -> None:
         return
     rows = ", ".join(f"{table} {n}" for table, n in sorted(stored.items()) if n)
     print(f"\nIn ClickHouse ({settings.clickhouse or settings.data_dir / 'clickhouse'}): {rows}.")
-    print("  forewarn sql \"SELECT rule, count() FROM alerts_latest GROUP BY rule\"   # ask it anything; see the "
-          "README's queries for analysts")
+    where = "" if settings.clickhouse else f"FOREWARN_DATA_DIR={settings.data_dir} "
+    print(f"  {where}forewarn sql \"SELECT rule, count() FROM alerts_latest GROUP BY rule\"   # ask the demo's "
+          "store anything; see the README's queries for analysts")
 
 
 def _play(timeline, settings: Settings, bootstrap: str, codec: Codec, stack: Stack, produced: list[int],

