@@ -155,8 +155,9 @@ def test_up_runs_the_stack_commands_beside_it_find_it_and_a_restart_keeps_everyt
         rows = [json.loads(line) for line in out.stdout.splitlines()]
         return rows if len(rows) >= expected else None
 
-    for run in (1, 2):
-        up = subprocess.Popen([sys.executable, "-m", "streams", "up"], env=up_env, stdout=subprocess.PIPE,
+    for run in (1, 2, 3):
+        reset = ["--reset", "--yes"] if run == 3 else []
+        up = subprocess.Popen([sys.executable, "-m", "streams", "up", *reset], env=up_env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
         try:
             wait_for(lambda: up.poll() is not None or endpoints.exists(), timeout=120, what="forewarn up to start")
@@ -183,6 +184,10 @@ def test_up_runs_the_stack_commands_beside_it_find_it_and_a_restart_keeps_everyt
                 # up's sink writes it to ClickHouse; `forewarn sql` reaches the store through the sink.
                 rows = wait_for(lambda: stored_alerts(1), timeout=60, what="the alert in ClickHouse")
                 assert rows == [{"order_id": "O1", "status": "open", "kafka_offset": 0}]
+            elif run == 3:
+                # `up --reset --yes` started empty on purpose: no alert on the topics, none in the store.
+                assert alert_lines() == []
+                assert stored_alerts(0) == []
             else:
                 # The restarted stack kept the topics, the store and the worker's open order: the
                 # alert is still there, stored once, and the restock resolves it.
