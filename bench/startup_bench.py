@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.workload import memory_of  # noqa: E402
-from sinks.clickhouse.sink import read_status as sink_status  # noqa: E402
-from streams.app import worker_is_ready  # noqa: E402
+from sinks.clickhouse.sink import read_status as sink_status, status_path  # noqa: E402
+from streams.app import worker_datadir, worker_is_ready  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 
 READY_TIMEOUT_S = 300
@@ -61,10 +61,13 @@ def name_of(pid: int) -> str:
 
 
 def start_and_measure(env: dict[str, str], settings: Settings, settle_s: float) -> tuple[float, dict[str, int]]:
+    worker = settings.with_(worker_id="worker-0")
+    # What the last run left would pass for ready at once (forewarn up removes them itself, later).
+    (worker_datadir(worker) / "ready").unlink(missing_ok=True)
+    status_path(settings).unlink(missing_ok=True)
     started = time.monotonic()
     up = subprocess.Popen([sys.executable, "-m", "streams", "up"], env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
-    worker = settings.with_(worker_id="worker-0")
     try:
         while not (worker_is_ready(worker) and (sink_status(settings) or {}).get("assigned_partitions")):
             if up.poll() is not None:
