@@ -48,6 +48,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 import struct
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -67,6 +68,9 @@ from fastavro.schema import (
 )
 
 SCHEMA_DIR = Path(__file__).resolve().parent
+# Earlier versions of the records, kept so that old messages decode: a schema change copies the
+# file it replaces here first (schemas/previous/forewarn.Customer.v1.avsc).
+PREVIOUS_DIR = "previous"
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
@@ -214,6 +218,10 @@ class SchemaStore:
         if directory is not None:
             for path in sorted(Path(directory).glob("*.avsc")):
                 self._add_entry(_load_file(path), current=True)
+            # Earlier versions of the records (previous/<name>.v<N>.avsc): messages written with
+            # them, kept on durable topics, still decode, read through the current version.
+            for path in sorted((Path(directory) / PREVIOUS_DIR).glob("*.avsc")):
+                self._add_entry(_load_file(path, previous=True), current=False)
 
     def add(self, schema: str | Mapping | SchemaEntry, *, current: bool = False) -> SchemaEntry:
         """Make a schema version known (Avro JSON text, a dict, or an entry). Returns its entry."""
@@ -255,7 +263,8 @@ class SchemaStore:
         return len(self._by_fingerprint)
 
 
-def _load_file(path: Path) -> SchemaEntry:
+def _load_file(path: Path, previous: bool = False) -> SchemaEntry:
+    """One schema file; an earlier version (``previous``) is named <name>.v<N>.avsc."""
     named: dict = {}
     try:
         # load_schema resolves references to types that have their own file and
@@ -267,7 +276,10 @@ def _load_file(path: Path) -> SchemaEntry:
         entry = SchemaEntry.from_parsed(parsed, named)
     except SchemaLoadError as exc:
         raise SchemaLoadError(f"{path.name}: {exc}") from None
-    if path.name != f"{entry.name}.avsc":
+    if previous:
+        if not re.fullmatch(rf"{re.escape(entry.name)}\.v[0-9]+\.avsc", path.name):
+            raise SchemaLoadError(f"{path.name} defines {entry.name}; name the file {entry.name}.v<N>.avsc")
+    elif path.name != f"{entry.name}.avsc":
         raise SchemaLoadError(f"{path.name} defines {entry.name}; name the file {entry.name}.avsc")
     if not parsed.get("doc"):
         raise SchemaLoadError(f"{path.name}: the record needs a \"doc\"")

@@ -173,3 +173,23 @@ def _warn_on_partition_mismatch(admin: AdminClient, names: list[str], partitions
                 "keys will not be co-partitioned with the other topics",
                 name, len(topic.partitions), partitions,
             )
+
+
+def describe_topics(settings: Settings, bootstrap: str, timeout: float = 10.0) -> list[dict]:
+    """Every topic Forewarn declares, as the broker has it: exists, partitions, replication factor.
+
+    One row per declared topic, in declaration order: ``name``, ``spec`` (the
+    TopicSpec), ``exists``, ``partitions`` and ``replication`` (None when the
+    topic does not exist). Raises KafkaException when the broker does not answer.
+    """
+    metadata = _admin(bootstrap).list_topics(timeout=timeout)
+    rows = []
+    for spec in ALL_TOPICS:
+        name = settings.topic(spec.name)
+        meta = metadata.topics.get(name)
+        exists = meta is not None and meta.error is None
+        partitions = len(meta.partitions) if exists else None
+        replication = min((len(p.replicas) for p in meta.partitions.values()), default=0) if exists else None
+        rows.append({"name": name, "spec": spec, "exists": exists, "partitions": partitions,
+                     "replication": replication})
+    return rows

@@ -411,6 +411,8 @@ def run_up(settings: Settings, workers: int = 1, sink: bool = True, reset: bool 
     """`forewarn up`: start the stack, say where it listens, wait for Ctrl-C or SIGTERM."""
     with StopOnSignal() as signals:
         stack = Stack(settings, workers=workers, sink=sink, reset=reset)
+        started = time.monotonic()
+        ready = False
         try:
             bootstrap = stack.start()
             where = describe_broker(stack.broker)
@@ -426,7 +428,12 @@ def run_up(settings: Settings, workers: int = 1, sink: bool = True, reset: bool 
                     what = "the sink" if failed.args[-1] == "sink" else "a worker"
                     print(f"forewarn up: {what} exited with status {failed.returncode}; stopping", file=sys.stderr)
                     return 1
-                time.sleep(0.5)
+                if not ready and stack.workers_ready() and (not sink or stack.sink_ready()):
+                    ready = True
+                    print(f"forewarn up: ready in {time.monotonic() - started:.1f}s: Kafka at {bootstrap}"
+                          + (f"; ClickHouse: {store}" if sink else "")
+                          + "; `forewarn status` shows how the stack is doing", flush=True)
+                time.sleep(0.2 if not ready else 0.5)
         except Stopped:
             print("forewarn up: stopping", flush=True)
             return 0

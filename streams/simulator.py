@@ -117,9 +117,11 @@ def store_timeline(duration_s: float = 60.0, seed: int = 7, customers: int = 60)
         name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
         tier = rng.choices(["standard", "gold", "platinum"], weights=[7, 2, 1])[0]
         people.append((f"C-{n + 1:04d}", name, tier, rng.randint(5_000, 300_000)))
-    for customer_id, name, tier, ltv in people:
+    for number, (customer_id, name, tier, ltv) in enumerate(people):
+        # A made-up mobile number per customer, derived from its place (the random draws stay as they were).
+        phone = f"+91 98{(number * 7919) % 1000:03d} {(number * 104729) % 100000:05d}"
         at(0.0, "customers", {"event_id": ids("cus"), "customer_id": customer_id, "name": name, "tier": tier,
-                              "lifetime_value_cents": ltv,
+                              "lifetime_value_cents": ltv, "phone": phone,
                               "email": f"{name.split()[0].lower()}.{customer_id.lower()}@example.com",
                               "preferred_channel": rng.choice(["email", "chat", "phone", "sms"]),
                               "language": rng.choice(["en", "hi", "bn"])})

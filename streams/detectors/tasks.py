@@ -102,7 +102,7 @@ def refresh(task: dict, alert: dict, customer: dict) -> dict:
                     "alert_severity": alert["severity"], "alert_status": alert["status"],
                     "customer_name": who, "customer_tier": customer.get("tier") or "unknown",
                     "customer_lifetime_value": f"{int(customer.get('lifetime_value_cents') or 0) / 100:.2f}"})
-    for field in ("email", "preferred_channel", "language"):
+    for field in ("phone", "email", "preferred_channel", "language"):
         if customer.get(field):
             context[f"customer_{field}"] = customer[field]
     for field in ("order_id", "ticket_id", "sku", "session_id", "page"):

@@ -43,6 +43,7 @@ SAMPLES: dict[str, dict] = {
     "forewarn.Customer": {
         "event_id": "ev-4", "ts": T0, "customer_id": "c-1", "name": "Ada", "tier": "platinum",
         "lifetime_value_cents": 2**40, "email": "ada@example.org", "preferred_channel": None, "language": "de",
+        "phone": "+49 30 1234567",
     },
     "forewarn.WebEvent": {
         "event_id": "ev-5", "ts": T0, "event_type": "order_lookup", "session_id": "s-1", "page": "/orders/o-1",
@@ -343,7 +344,8 @@ def test_store_keeps_the_files_as_written():
     store = SchemaStore()
     store.add(with_extra_field("forewarn.OrderEvent", GIFT_WRAP))
     assert raw_schema("forewarn.OrderEvent") == snapshot
-    assert len(store) == len(SAMPLES) + 1
+    # Every current schema, the earlier versions kept in schemas/previous, and the one added.
+    assert len(store) == len(SAMPLES) + len(list((SCHEMA_DIR / "previous").glob("*.avsc"))) + 1
 
 
 # ---------------------------------------------------------------- loading
@@ -387,3 +389,24 @@ def test_a_bad_schema_file_is_named_in_the_error(tmp_path, file_name, schema, co
     write_schema(tmp_path, file_name, schema)
     with pytest.raises(SchemaLoadError, match=complaint):
         SchemaStore(tmp_path)
+
+
+def test_messages_written_with_an_earlier_version_of_a_record_still_decode():
+    # A customer record written before `phone` existed (schemas/previous/forewarn.Customer.v1.avsc),
+    # as durable topics keep them, reads through the current schema with phone null.
+    import json as _json
+
+    from schemas.codec import SCHEMA_DIR, SchemaStore
+
+    v1 = SchemaStore(directory=None)
+    v1.add(_json.loads((SCHEMA_DIR / "previous" / "forewarn.Customer.v1.avsc").read_text()), current=True)
+    record = {"event_id": "c1", "ts": 1_772_442_900_000, "customer_id": "C1", "name": "Priya Nair",
+              "tier": "gold", "lifetime_value_cents": 1000, "email": None, "preferred_channel": None,
+              "language": "en"}
+    old_message = Codec(store=v1).encode("forewarn.Customer", record)
+    name, decoded = Codec().decode(old_message)
+    assert name == "forewarn.Customer"
+    assert decoded == dict(record, phone=None)
+    # What the current version writes carries the phone.
+    _, current = Codec().decode(Codec().encode("forewarn.Customer", dict(record, phone="+91 98200 12345")))
+    assert current["phone"] == "+91 98200 12345"

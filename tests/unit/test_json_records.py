@@ -38,7 +38,7 @@ JSON_SAMPLES: dict[str, dict] = {
                              "category": "kitchen", "price_cents": 4999, "active": False},
     "forewarn.Customer": {"event_id": "ev-4", "ts": "2026-03-02T09:15:00Z", "customer_id": "c-1", "name": "Ada",
                           "tier": "gold", "lifetime_value_cents": 123456, "email": None,
-                          "preferred_channel": "email", "language": None},
+                          "preferred_channel": "email", "language": None, "phone": "+91 98200 12345"},
     "forewarn.WebEvent": {"event_id": "ev-5", "ts": "2026-03-02T09:15:00Z", "event_type": "error",
                           "session_id": "s-1", "page": "/checkout/payment", "customer_id": None, "sku": None,
                           "qty": None, "cart_item_count": 3, "status_code": 502, "order_id": None, "found": None},
