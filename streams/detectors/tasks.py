@@ -8,7 +8,8 @@ stage keeps one state per task:
   refreshes its priority and context while nobody has finished it;
 * a request for a resolved alert cancels the task if nobody has claimed it
   yet (the problem went away before anyone acted); a claimed task stays with
-  its rep, who is told in the context that the alert resolved;
+  its rep, whose action becomes "confirm with the customer" (the context says
+  the alert resolved, and how);
 * rep actions from ``task-updates`` move it: ``claim`` (open -> claimed),
   ``release`` (claimed -> open, by its assignee), ``done`` (claimed -> done,
   by its assignee). Anything else is rejected with a reason, never dropped.
@@ -127,9 +128,14 @@ def apply_alert(state: dict | None, alert: dict, customer: dict) -> tuple[dict |
         if task["status"] == "open":
             task = dict(task, status="cancelled", updated_at=updated_at)
         else:
-            context = dict(task["context"], alert_status="resolved",
-                           alert_resolution=(alert.get("details") or {}).get("resolution", "resolved"))
-            task = dict(task, context=context, updated_at=updated_at)
+            # The rep keeps the customer, but the problem is gone: the action no longer asks them to
+            # report it, only to confirm all is well.
+            resolution = (alert.get("details") or {}).get("resolution", "resolved")
+            context = dict(task["context"], alert_status="resolved", alert_resolution=resolution)
+            who = context.get("customer_name") or task["customer_id"]
+            action = (f"The problem went away ({resolution.replace('_', ' ')}): confirm with {who} that all is "
+                      f"well, then mark the task done.")
+            task = dict(task, context=context, action=action, updated_at=updated_at)
     else:
         task = dict(refresh(task, alert, customer), updated_at=updated_at)
     if task == state["task"]:

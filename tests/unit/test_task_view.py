@@ -1,0 +1,61 @@
+"""`forewarn task show`: a task made by the task stage, printed as a rep reads it and as structured JSON."""
+
+from __future__ import annotations
+
+import json
+
+from streams.detectors import tasks
+from streams.task_view import render, structured
+
+T0 = 1_772_442_900_000  # 2026-03-02T09:15:00Z
+PRIYA = {"customer_id": "C-7", "name": "Priya Nair", "tier": "gold", "lifetime_value_cents": 412_000,
+         "phone": "+91 98200 12345", "email": "priya@example.com", "preferred_channel": "phone", "language": "hi"}
+
+
+def out_of_stock_alert(status: str = "open", **details) -> dict:
+    lines = [{"sku": "ETH-1KG", "name": "Ethiopia 1kg", "ordered": 2, "short": 2, "available": 0,
+              "alternatives": [{"sku": "COL-1KG", "name": "Colombia 1kg", "price_cents": 2100, "available": 52}]}]
+    return {"alert_id": "a-1", "rule": "out_of_stock_open_order", "severity": "warning", "status": status,
+            "customer_id": "C-7", "order_id": "O-1", "event_ts": T0, "title": "Order O-1: 1 item out of stock",
+            "summary": "Priya Nair has an open order O-1 that cannot ship complete.",
+            "details": {"lines_json": json.dumps(lines), "short_skus": "ETH-1KG", **details}}
+
+
+def test_the_printed_task_has_the_action_the_customer_the_short_lines_and_the_alternatives():
+    task = tasks.new_task(out_of_stock_alert(), PRIYA)
+    text = render(task, now_ms=T0)
+    first, action = text.splitlines()[:2]
+    assert first.startswith(f"{task['task_id']}  ") and " open " in first and "OVERDUE" not in first
+    assert action.strip() == task["action"]
+    assert "  Priya Nair (C-7), gold tier, lifetime value 4120.00, speaks hi, prefers phone" in text
+    assert "  phone +91 98200 12345; e-mail priya@example.com" in text
+    assert "  Ethiopia 1kg (ETH-1KG): 2 of 2 units short, 0 in stock" in text
+    assert "      offer Colombia 1kg (COL-1KG), 21.00, 52 in stock" in text
+    assert "OVERDUE" in render(task, now_ms=task["due_by"] + 1)
+
+
+def test_a_claimed_task_whose_problem_went_away_tells_the_rep_to_confirm_not_to_report_it():
+    state, task = tasks.apply_alert(None, out_of_stock_alert(), PRIYA)
+    state, _, _ = tasks.apply_update(state, {"event_id": "u1", "ts": T0 + 1, "task_id": task["task_id"],
+                                             "action": "claim", "assignee": "asha"}, now_ms=T0 + 1)
+    state, task = tasks.apply_alert(state, dict(out_of_stock_alert("resolved", resolution="restocked"),
+                                                event_ts=T0 + 2), PRIYA)
+    text = render(task, now_ms=T0 + 3)
+    assert "claimed by asha" in text
+    assert "The problem has gone away (restocked): confirm with the customer" in text
+    assert task["action"] == "The problem went away (restocked): confirm with Priya Nair that all is well, " \
+                             "then mark the task done."
+
+
+def test_the_json_form_holds_structured_fields_not_json_in_strings():
+    history = [{"ticket_id": "TK-1", "opened_at": "2026-03-02T09:00:00Z", "channel": "email", "category": None,
+                "order_id": "O-1", "text": "मेरा ऑर्डर कहाँ है?", "resolved": False}]
+    alert = dict(out_of_stock_alert(), rule="repeat_contact", ticket_id="TK-2",
+                 details={"history_json": json.dumps(history, ensure_ascii=False), "tickets": "2"})
+    view = structured(tasks.new_task(alert, PRIYA))
+    assert view["earlier_tickets"] == history
+    assert view["customer"]["phone"] == "+91 98200 12345"
+    assert view["alert"]["status"] == "open"
+    assert "context" not in view and not any(k.endswith("_json") for k in view["evidence"])
+    text = render(tasks.new_task(alert, PRIYA), now_ms=T0)
+    assert "  TK-1 (email, 2026-03-02T09:00:00Z, order O-1, open): मेरा ऑर्डर कहाँ है?" in text
