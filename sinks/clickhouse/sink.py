@@ -8,11 +8,14 @@ when 50,000 rows are buffered or the oldest has waited a second, and commits
 after ClickHouse acknowledged the insert.
 
 Decoding. ClickHouse parses the Avro bodies itself (see avro_blocks): Python
-only checks each message's framing and looks up its writer schema. A message
-whose framing or schema is wrong, or whose body ClickHouse cannot parse (found
-by decoding that block's messages in Python), goes to ``forewarn.dlq`` with
-headers naming the source topic, partition, offset, error class and message;
-its neighbours land.
+only checks each message's framing and looks up its writer schema. The
+exception is a topic with derived columns (tables.DERIVED_COLUMNS: a support
+event's complaint category, as the complaint_spike rule decides it): Python
+decodes those messages to work the values out. A message whose framing or
+schema is wrong, whose body ClickHouse cannot parse (found by decoding that
+block's messages in Python), or, on a topic with derived columns, whose body
+Python cannot decode, goes to ``forewarn.dlq`` with headers naming the source
+topic, partition, offset, error class and message; its neighbours land.
 
 No duplicates. A crash between insert and commit makes the next owner of the
 partition read the batch again. Every row carries its Kafka coordinates
@@ -54,8 +57,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from schemas.codec import SINGLE_OBJECT_MARKER, Codec, DecodeError, RegistryError
 from sinks import dlq
-from sinks.clickhouse.avro_blocks import ContainerFile, coordinates
-from sinks.clickhouse.tables import SINK_TOPICS, TABLE_FOR_TOPIC
+from sinks.clickhouse.avro_blocks import ContainerFile, coordinates, derived_values
+from sinks.clickhouse.tables import DERIVED_COLUMNS, SINK_TOPICS, TABLE_FOR_TOPIC, DerivedColumn
 from streams import topics
 from streams.settings import Settings
 
@@ -188,8 +191,9 @@ class _Group:
     topic_ids: dict = field(default_factory=dict)
     done: bool = False
 
-    def add(self, message, topic: str, partition: int, offset: int, coords: bytes, value: bytes) -> None:
-        self.container.add(coords, offset, value)
+    def add(self, message, topic: str, partition: int, offset: int, coords: bytes, value: bytes,
+            derived: bytes = b"") -> None:
+        self.container.add(coords, offset, value, derived)
         self.messages.append(message)
         bounds = self.ranges.get((topic, partition))
         if bounds is None:
@@ -260,6 +264,8 @@ class ClickHouseSink:
         self.store, self.codec, self.dead_letters, self.limits = store, codec, dead_letters, limits
         # full topic name -> (table, record schema, topic id)
         self.routes = {settings.topic(spec.name): (TABLE_FOR_TOPIC[spec.name], spec.schema) for spec in SINK_TOPICS}
+        # full topic name -> the columns worked out in Python from its decoded records
+        self.derived = {settings.topic(name): columns for name, columns in DERIVED_COLUMNS.items()}
         self.topic_ids: dict[str, str] = {}
         self.stats = SinkStats()
         self._pending: list = []
@@ -357,6 +363,7 @@ class ClickHouseSink:
         # (topic, header) -> writer schema, for headers already checked in this batch
         checked: dict[tuple[str, bytes], object] = {}
         stored = self._stored
+        derived_of = self.derived
         commits = self._commits = {}  # (topic, partition) -> the offset to commit once all is written
         for m in batch:
             topic, partition, offset = m.topic(), m.partition(), m.offset()
@@ -376,6 +383,14 @@ class ClickHouseSink:
                     self._dead_letter(m, exc.reason, "DecodeError", str(exc))
                     continue
                 checked[(topic, header)] = entry
+            columns = derived_of.get(topic)
+            derived = b""
+            if columns:
+                try:
+                    derived = self._derived(m, columns)
+                except DecodeError as exc:
+                    self._dead_letter(m, exc.reason, "DecodeError", str(exc))
+                    continue
             if last_header.get(key, header) != header:
                 generation[key] = generation.get(key, 0) + 1
             last_header[key] = header
@@ -383,13 +398,22 @@ class ClickHouseSink:
             group_key = (generation.get(key, 0), table, header)
             group = groups.get(group_key)
             if group is None:
-                group = groups[group_key] = _Group(table, ContainerFile(entry, header), topic_ids=self.topic_ids)
+                group = groups[group_key] = _Group(table, self._container(topic, entry, header),
+                                                   topic_ids=self.topic_ids)
                 order.append(group_key)
             coords = encoded_coordinates.get(key)
             if coords is None:
                 coords = encoded_coordinates[key] = coordinates(topic, self.topic_ids.get(topic, ""), partition)
-            group.add(m, topic, partition, offset, coords, value)
+            group.add(m, topic, partition, offset, coords, value, derived)
         return [groups[k] for k in sorted(order, key=lambda k: k[0])]
+
+    def _container(self, topic: str, entry, header: bytes) -> ContainerFile:
+        return ContainerFile(entry, header, tuple(column.name for column in self.derived.get(topic, ())))
+
+    def _derived(self, message, columns: tuple[DerivedColumn, ...]) -> bytes:
+        """The encoded values of a message's derived columns; DecodeError if its body does not decode."""
+        _, record = self.codec.decode(message.value(), expected=self.routes[message.topic()][1])
+        return derived_values(column.value_of(record) for column in columns)
 
     def _learn_stored_offsets(self, batch: list) -> None:
         lowest: dict[tuple[str, int], int] = {}
@@ -457,10 +481,12 @@ class ClickHouseSink:
 
     def _group_of(self, table: str, messages: list) -> _Group:
         header, entry = self.codec.writer_schema(messages[0].value())
-        group = _Group(table, ContainerFile(entry, header), topic_ids=self.topic_ids)
+        group = _Group(table, self._container(messages[0].topic(), entry, header), topic_ids=self.topic_ids)
         for m in messages:
             coords = coordinates(m.topic(), self.topic_ids.get(m.topic(), ""), m.partition())
-            group.add(m, m.topic(), m.partition(), m.offset(), coords, m.value())
+            columns = self.derived.get(m.topic())
+            group.add(m, m.topic(), m.partition(), m.offset(), coords, m.value(),
+                      self._derived(m, columns) if columns else b"")
         return group
 
     def _stored_up_to(self, group: _Group) -> None:

@@ -2,12 +2,17 @@
 
 The sink reads exactly these topics. A topic's table has a column for every
 field of the topic's record (names as in the .avsc) plus the Kafka coordinates
-below; the DDL under ddl/ creates them.
+below, and any derived columns the sink works out from the record; the DDL
+under ddl/ creates them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
 from streams import topics
+from streams.detectors.classify import ticket_category
 
 TABLE_FOR_TOPIC: dict[str, str] = {
     topics.ORDERS.name: "order_events",
@@ -35,3 +40,19 @@ KAFKA_FIELDS = (
     {"name": "kafka_partition", "type": "int"},
     {"name": "kafka_offset", "type": "long"},
 )
+
+
+@dataclass(frozen=True)
+class DerivedColumn:
+    """A string column the sink computes in Python from the decoded record and stores beside its fields."""
+
+    name: str
+    value_of: Callable[[Mapping], str]
+
+
+# Derived columns per topic. complaint_category is what the complaint_spike rule counts a ticket
+# under, worked out by the very function the rule calls, so the analysts' complaint counts (which
+# group by it) and the rule's alerts agree on the same input.
+DERIVED_COLUMNS: dict[str, tuple[DerivedColumn, ...]] = {
+    topics.SUPPORT.name: (DerivedColumn("complaint_category", ticket_category),),
+}

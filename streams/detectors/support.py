@@ -40,7 +40,7 @@ import bisect
 import copy
 
 from streams.detectors.alerts import dedup_key
-from streams.detectors.classify import classify
+from streams.detectors.classify import ticket_category
 from streams.detectors.lifecycle import Result, alert_for, iso, is_open, minutes, signal, transition
 from streams.thresholds import Thresholds
 
@@ -126,7 +126,7 @@ def _describe(state: dict, event: dict) -> None:
         state["agent_id"] = event.get("agent_id") or state.get("agent_id")
     if event["event_type"] == "ticket_opened" and state["opened_event"] is None:
         state["opened_event"] = event["event_id"]
-        state["category"] = event.get("category") or classify(event.get("text"), event.get("language"))
+        state["category"] = ticket_category(event)
         state["category_derived"] = not event.get("category")
 
 

@@ -1,7 +1,8 @@
 """The analysts' views (ddl/0003) and the README's analyst queries, on a small known workload in chDB.
 
 The workload is written straight into the base tables, one row per Kafka message as the sink
-stores them, after the migrations ran (so the materialized views see it arrive). Every expected
+stores them (a support event with the complaint category the sink works out for it), after the
+migrations ran (so the materialized views see it arrive). Every expected
 number below is worked out by hand from that workload; the comment beside it says how.
 
 Timeline (UTC), customers C1 Arjun, C2 Bea, C3 Chen, C4 Dana, C5 Eve:
@@ -46,6 +47,7 @@ from pathlib import Path
 import pytest
 
 from sinks.clickhouse.migrate import DDL_DIR, apply_migrations, migrations
+from streams.detectors.classify import ticket_category
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECTION_HEADING = "## For analysts"
@@ -136,10 +138,11 @@ def load_workload(client) -> None:
         client.insert(
             "support_events",
             [[f"{ticket_id}-{n}", utc(ts), event_type, ticket_id, customer, channel, category,
-              "agent-7" if event_type == "agent_replied" else None, *log.coordinates("support", ticket_id)]
+              "agent-7" if event_type == "agent_replied" else None, ticket_category({"category": category}),
+              *log.coordinates("support", ticket_id)]
              for n, (ts, event_type, customer, channel, category) in enumerate(events)],
             column_names=["event_id", "ts", "event_type", "ticket_id", "customer_id", "channel", "category",
-                          "agent_id", *KAFKA],
+                          "agent_id", "complaint_category", *KAFKA],
         )
 
     # Orders: order_lines is filled by its materialized view from the placed events.
@@ -315,7 +318,7 @@ def test_complaints_hourly_sums_partial_rows_per_category_channel_and_hour(store
     assert_rows(rows(store, "SELECT * FROM complaints_hourly ORDER BY hour, category, channel"), [
         (at("2026-02-20 08:00"), "delivery", "phone", 1),       # T0
         (at("2026-03-02 09:00"), "delivery", "chat", 2),        # T1 and T2, two inserts added up
-        (at("2026-03-02 09:00"), "uncategorized", "email", 1),  # T3, category NULL
+        (at("2026-03-02 09:00"), "other", "email", 1),          # T3: no category, no text
         (at("2026-03-02 10:00"), "billing", "email", 1),        # T4
         (at("2026-03-02 14:00"), "stock", "email", 1),          # T7
         (at("2026-03-03 09:00"), "billing", "phone", 1),        # T8
@@ -411,10 +414,10 @@ def test_views_with_joins_answer_the_same_whatever_join_use_nulls_says(store, vi
 # The README's analyst queries, in the order of the questions, with the rows each returns here.
 README_EXPECTED: list[list[tuple]] = [
     # (1) complaints this week: the 7 days up to the latest hour (03-03 10:00) leave out T0 (02-20).
-    # stock T7 T5 T6, billing T4 T8, delivery T1 T2, uncategorized T3.
-    [("stock", 3), ("billing", 2), ("delivery", 2), ("uncategorized", 1)],
+    # stock T7 T5 T6, billing T4 T8, delivery T1 T2, other T3 (no category, no text).
+    [("stock", 3), ("billing", 2), ("delivery", 2), ("other", 1)],
     # (2) this hour 03-03 10:00 against the 24 hours 03-02 10:00..03-03 09:00: stock has T5 T6 now
-    # and T7 before (1/24), billing none now and T4 T8 before (2/24). delivery and uncategorized
+    # and T7 before (1/24), billing none now and T4 T8 before (2/24). delivery and other
     # had nothing in those 25 hours.
     [(at("2026-03-03 10:00"), "stock", 2, 1 / 24), (at("2026-03-03 10:00"), "billing", 0, 2 / 24)],
     # (3) first reply per channel, tickets opened in the 7 days up to the latest (T0 is out):
