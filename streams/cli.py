@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import re
 import sys
+from typing import Callable, NoReturn, Sequence
 
 from streams.settings import Settings, SettingsError, settings_beside_up
 
@@ -36,13 +39,73 @@ configuration (environment):
   FOREWARN_MAX_ALTERNATIVES, FOREWARN_REORDER_HORIZON_MS, FOREWARN_SESSION_TIMEOUT_MS,
   FOREWARN_SINGLE_RECORD_BATCHES, FOREWARN_WEB_PORT, FOREWARN_WORKER_ID
   every rule's thresholds: `forewarn rules` lists them with their variables and current values
+every variable is checked at start: a bad value stops the command, naming it and what it may be
 """
 
 
+class BadArgument(Exception):
+    """A command-line argument is unusable; the message names it and what it may be (exit status 2).
+
+    Not a ValueError: argparse would catch that and put its own words in its place.
+    """
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its complaints as one `forewarn: ` line instead of the usage and the complaint."""
+
+    def error(self, message: str) -> NoReturn:
+        # A command or an ACTION of `topics` that is not one: said as the other arguments say it.
+        choice = re.fullmatch(r"argument (\w+): invalid choice: ('.*?') \(choose from (.*)\)", message)
+        if choice is not None:
+            name, value, choices = choice.group(1).lower(), choice.group(2), choice.group(3).replace("'", "")
+            message = f"{value} is not {'an' if name[0] in 'aeiou' else 'a'} {name}; expected one of {choices}"
+        self.exit(2, f"forewarn: {message} (see `{self.prog} --help`)\n")
+
+
+def _one_of(option: str, kind: str, choices: Sequence[str]) -> Callable[[str], str]:
+    """An argparse type: ``raw`` when it is one of ``choices``, else a BadArgument listing them."""
+    def check(raw: str) -> str:
+        if raw not in choices:
+            given = f"{option} {raw!r}" if option else repr(raw)
+            raise BadArgument(f"{given} is not {kind}; expected one of {', '.join(choices)}")
+        return raw
+    return check
+
+
+def _whole(option: str, low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number, ``low`` or more."""
+    def check(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise BadArgument(f"{option} {raw}: expected a whole number, {low} or more")
+        return value
+    return check
+
+
+def _above_zero(option: str, what: str = "a number") -> Callable[[str], float]:
+    """An argparse type: a finite number above 0."""
+    def check(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = None
+        if value is None or not (value > 0 and math.isfinite(value)):
+            raise BadArgument(f"{option} {raw}: expected {what} above 0")
+        return value
+    return check
+
+
 def _parser() -> argparse.ArgumentParser:
+    from streams import topics
+    from streams.rulebook import RULES
     from streams.tasks_cli import ACTIONS, DEFAULT_TIMEOUT_S, QUEUES
 
-    parser = argparse.ArgumentParser(
+    formats = ("table", "csv", "json")
+    loglevels = ("debug", "info", "warning", "error")
+    parser = _Parser(
         prog="forewarn",
         description="Catch customer-facing problems in Kafka event streams before the customer complains.",
         epilog=ENVIRONMENT_HELP,
@@ -51,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     up = commands.add_parser("up", help="run the stack in the foreground (embedded broker unless FOREWARN_KAFKA)")
-    up.add_argument("--workers", type=int, default=1, help="detection workers to run (default 1)")
+    up.add_argument("--workers", type=_whole("--workers", 1), default=1, help="detection workers to run (default 1)")
     up.add_argument("--no-sink", action="store_true", help="do not run the ClickHouse sink beside the workers")
     up.add_argument("--reset", action="store_true",
                     help="start empty: delete the embedded broker's topics, the workers' state and the ClickHouse "
@@ -59,7 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--yes", action="store_true", help="with --reset: do not ask")
 
     worker = commands.add_parser("worker", help="run one detection worker against FOREWARN_KAFKA")
-    worker.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
+    worker.add_argument("--loglevel", default="warning", type=_one_of("--loglevel", "a log level", loglevels),
+                        metavar="{" + ",".join(loglevels) + "}")
 
     topics_cmd = commands.add_parser("topics", help="manage topics")
     topics_sub = topics_cmd.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
@@ -67,58 +131,74 @@ def _parser() -> argparse.ArgumentParser:
     topics_sub.add_parser("list", help="list every topic Forewarn declares, with key and schema")
 
     produce = commands.add_parser("produce", help="validate JSON lines and produce them as Avro")
-    produce.add_argument("--topic", help="topic of every line; without it each line is {\"topic\": T, \"value\": {...}}")
+    producible = sorted(topics.PRODUCIBLE)
+    produce.add_argument("--topic", type=_one_of("--topic", "an input topic", producible), metavar="T",
+                         help=f"topic of every line ({', '.join(producible)}); without it each line is "
+                              f"{{\"topic\": T, \"value\": {{...}}}}")
     produce.add_argument("file", metavar="FILE", help="JSON lines file, or - for standard input")
 
     replay = commands.add_parser("replay", help="play a recorded timeline into the topics in event-time order")
     replay.add_argument("file", metavar="FILE", help="JSON lines as `forewarn produce` takes them without --topic, "
                                                      "or - for standard input")
-    replay.add_argument("--speed", type=float, help="X times real time (2 = twice as fast); default: as fast as "
-                                                    "possible")
+    replay.add_argument("--speed", type=_above_zero("--speed"), metavar="X",
+                        help="X times real time (2 = twice as fast); default: as fast as possible")
 
     alerts = commands.add_parser("alerts", help="print the alerts topic from the beginning")
     alerts.add_argument("--follow", action="store_true", help="keep following new alerts")
     alerts.add_argument("--json", action="store_true", help="one alert record per line as JSON")
-    alerts.add_argument("--rule", help="only alerts of this rule")
+    rules = [rule.name for rule in RULES]
+    alerts.add_argument("--rule", type=_one_of("--rule", "a rule", rules), metavar="NAME",
+                        help="only alerts of this rule (`forewarn rules` lists them)")
 
     tasks = commands.add_parser("tasks", help="print the open and claimed outreach tasks, most urgent first",
                                 description="Print the latest version of each outreach task: open and claimed "
                                             "ones unless --all, by priority, then due time. The tasks go to "
                                             "standard output, a count line to standard error.")
-    tasks.add_argument("--queue", metavar="Q", help=f"only this queue: {', '.join(QUEUES)}")
+    tasks.add_argument("--queue", metavar="Q", type=_one_of("--queue", "a queue", QUEUES),
+                       help=f"only this queue: {', '.join(QUEUES)}")
     tasks.add_argument("--json", action="store_true", help="one task record per line as JSON")
     tasks.add_argument("--all", action="store_true", help="also done and cancelled tasks")
 
     task = commands.add_parser("task", help="claim, finish or release an outreach task",
                                description="Send a rep's action on a task to the worker and wait for its answer: "
                                            "exit 0 once applied, 1 if rejected or unanswered.")
-    task.add_argument("action", choices=ACTIONS, help="claim an open task, mark a claimed one done, or release it")
+    task.add_argument("action", type=_one_of("", "a task action", ACTIONS),
+                      metavar="{" + ",".join(ACTIONS) + "}",
+                      help="claim an open task, mark a claimed one done, or release it")
     task.add_argument("task_id", metavar="TASK_ID", help="the task, as `forewarn tasks` shows it")
     task.add_argument("--as", dest="name", metavar="NAME", required=True, help="your name, the task's assignee")
-    task.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
+    task.add_argument("--timeout", type=_above_zero("--timeout", "a number of seconds"), default=DEFAULT_TIMEOUT_S,
+                      metavar="S",
                       help=f"seconds to wait for the worker's answer (default {DEFAULT_TIMEOUT_S:g})")
 
     sink = commands.add_parser("sink", help="write every topic into ClickHouse (chDB unless FOREWARN_CLICKHOUSE)")
     sink.add_argument("--migrate", action="store_true", help="only create or update the tables and views, then exit")
-    sink.add_argument("--batch-rows", type=int, default=50_000, help="flush after this many messages (default 50000)")
-    sink.add_argument("--batch-seconds", type=float, default=1.0,
+    sink.add_argument("--batch-rows", type=_whole("--batch-rows", 1), default=50_000,
+                      help="flush after this many messages (default 50000)")
+    sink.add_argument("--batch-seconds", type=_above_zero("--batch-seconds", "a number of seconds"), default=1.0,
                       help="flush when the oldest buffered message has waited this long (default 1)")
 
     sql = commands.add_parser("sql", help="run a SQL query against the ClickHouse store and print the result")
     sql.add_argument("query", metavar="QUERY", help="the SQL query; - reads it from standard input")
-    sql.add_argument("--format", choices=["table", "csv", "json"], default="table",
+    sql.add_argument("--format", default="table", type=_one_of("--format", "a format", formats),
+                     metavar="{" + ",".join(formats) + "}",
                      help="table (default), csv, or json (one object per row)")
     sql.add_argument("--write", action="store_true", help="allow statements that change the store")
 
     commands.add_parser("rules", help="list every rule with its audience, task queue and current thresholds")
 
     demo = commands.add_parser("demo", help="the embedded stack with a simulated coffee shop and its story")
-    demo.add_argument("--duration", type=float, default=60.0, help="seconds of simulated traffic (default 60)")
+    demo.add_argument("--duration", type=_above_zero("--duration", "a number of seconds"), default=60.0,
+                      help="seconds of simulated traffic (default 60)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except BadArgument as exc:
+        print(f"forewarn: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings: Settings | None = None
     try:
@@ -201,6 +281,27 @@ def _reachable(bootstrap: str, settings: Settings) -> None:
             from None
 
 
+def _store_answers(settings: Settings, wait_if_unreachable: bool = False) -> None:
+    """Fail with one line naming FOREWARN_CLICKHOUSE unless the ClickHouse server set there lets us in.
+
+    chDB (FOREWARN_CLICKHOUSE unset) is opened by whoever uses it: nothing to check here.
+    """
+    if not settings.clickhouse:
+        return
+    from sinks.clickhouse.store import StoreUnreachable, open_reachable_store
+
+    try:
+        open_reachable_store(settings).close()
+    except StoreUnreachable:
+        if not wait_if_unreachable:
+            raise
+
+
+def _count(n: int, noun: str) -> str:
+    """`1 topic`, `2 topics`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _kafka_beside_up(settings: Settings) -> tuple[str, Settings]:
     bootstrap, settings = settings_beside_up(settings)
     _reachable(bootstrap, settings)
@@ -215,6 +316,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             raise SettingsError("`forewarn up --yes` only confirms --reset; add --reset, or drop --yes")
         if settings.kafka:
             _reachable(settings.kafka, settings)
+        if not args.no_sink:
+            _store_answers(settings)
         if args.reset:
             from streams.runner import reset_data_dir
 
@@ -233,9 +336,6 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "produce":
         return _produce(args, settings)
     if args.command == "replay":
-        if args.speed is not None and not args.speed > 0:
-            print(f"forewarn replay: --speed {args.speed:g}: expected a number above 0", file=sys.stderr)
-            return 2
         return _produce(args, settings, replay=True)
     if args.command == "alerts":
         return _alerts(args, settings)
@@ -256,6 +356,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         if settings.kafka:
             _reachable(settings.kafka, settings)
+        _store_answers(settings)
         return run_demo(settings, duration=args.duration)
     raise AssertionError(args.command)
 
@@ -274,7 +375,7 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap, settings = _kafka_beside_up(settings)
     created = ensure_topics(settings, bootstrap)
     total = len(topics.ALL_TOPICS)
-    print(f"created {len(created)} of {total} topics at {bootstrap} ({total - len(created)} already existed)")
+    print(f"created {len(created)} of {_count(total, 'topic')} at {bootstrap} ({total - len(created)} already existed)")
     for name in created:
         print(f"  {name}")
     return 0
@@ -283,19 +384,14 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
 def _produce(args: argparse.Namespace, settings: Settings, replay: bool = False) -> int:
     """`forewarn produce`, and `forewarn replay` (all lines first, then in event-time order)."""
     from streams.produce import FLUSH_TIMEOUT_S, produce_lines, read_lines
-    from streams import topics
 
     command = "replay" if replay else "produce"
     topic = None if replay else args.topic
-    if topic is not None and topic not in topics.PRODUCIBLE:
-        print(f"forewarn produce: --topic {topic!r} is not an input topic; expected one of "
-              f"{', '.join(sorted(topics.PRODUCIBLE))}", file=sys.stderr)
-        return 2
     name = "<stdin>" if args.file == "-" else args.file
     try:
         source = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
     except OSError as exc:
-        print(f"forewarn {command}: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"forewarn: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     with source:
         bootstrap, settings = _kafka_beside_up(settings)
@@ -317,16 +413,20 @@ def _produce(args: argparse.Namespace, settings: Settings, replay: bool = False)
         from schemas.codec import format_timestamp_ms
 
         span = f" in event-time order, {format_timestamp_ms(report.first_ts)} to {format_timestamp_ms(report.last_ts)}"
-    print(f"produced {report.sent} records ({per_topic}){span}; rejected {len(report.errors)} lines",
-          file=sys.stderr)
+    print(f"produced {_count(report.sent, 'record')} ({per_topic}){span}; "
+          f"rejected {_count(len(report.errors), 'line')}", file=sys.stderr)
     if report.not_acknowledged:
         parts = []
         if report.refused:
             parts.append(f"{report.refused} refused (see the lines above)")
         if report.unacknowledged:
-            parts.append(f"{report.unacknowledged} still unanswered after {FLUSH_TIMEOUT_S:g}s, the first from line "
-                         f"{report.first_unacknowledged_line}; they may or may not have been written")
-        print(f"forewarn {command}: {report.not_acknowledged} messages were not acknowledged by Kafka at {bootstrap}: "
+            first = "" if report.unacknowledged == 1 else ", the first"
+            they = "it" if report.unacknowledged == 1 else "they"
+            parts.append(f"{report.unacknowledged} still unanswered after {FLUSH_TIMEOUT_S:g}s{first} from line "
+                         f"{report.first_unacknowledged_line}; {they} may or may not have been written")
+        were = "was" if report.not_acknowledged == 1 else "were"
+        print(f"forewarn {command}: {_count(report.not_acknowledged, 'message')} {were} not acknowledged by Kafka "
+              f"at {bootstrap}: "
               f"{'; '.join(parts)} (check that the broker is running and reachable: FOREWARN_KAFKA, "
               f"or `forewarn up`)", file=sys.stderr)
     return 1 if report.errors or report.unacknowledged else 0
@@ -378,7 +478,7 @@ def _tasks(args: argparse.Namespace, settings: Settings) -> int:
         else:
             check_task_arguments(args.task_id, args.name, args.timeout)
     except ArgumentError as exc:
-        print(f"forewarn {args.command}: {exc}", file=sys.stderr)
+        print(f"forewarn: {exc}", file=sys.stderr)
         return 2
     bootstrap, settings = _kafka_beside_up(settings)
     try:
@@ -395,32 +495,36 @@ def _tasks(args: argparse.Namespace, settings: Settings) -> int:
 def _sink(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.clickhouse.migrate import MigrationError, apply_migrations
     from sinks.clickhouse.sink import SinkLimits, serve
-    from sinks.clickhouse.store import open_store
+    from sinks.clickhouse.store import open_reachable_store
 
-    if args.batch_rows < 1 or args.batch_seconds <= 0:
-        raise SettingsError("--batch-rows must be at least 1 and --batch-seconds above 0")
     if args.migrate:
         try:
-            applied = apply_migrations(open_store(settings))
+            applied = apply_migrations(open_reachable_store(settings))
         except MigrationError as exc:
             print(f"forewarn sink --migrate: {exc}", file=sys.stderr)
             return 2
-        print(f"forewarn sink --migrate: applied {len(applied)} DDL file(s)"
+        print(f"forewarn sink --migrate: applied {_count(len(applied), 'DDL file')}"
               + (f": {', '.join(applied)}" if applied else "; the store was up to date"))
         return 0
+    # A server that is down may come up: the sink waits for it. One that refuses us will not.
+    _store_answers(settings, wait_if_unreachable=True)
     bootstrap, settings = _kafka_beside_up(settings)
     return serve(settings, bootstrap, SinkLimits(max_rows=args.batch_rows, max_wait_s=args.batch_seconds))
 
 
 def _sql(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.clickhouse.query import FORMATS, QueryError, run_query
+    from sinks.clickhouse.query import FORMATS, QueryError, QueryRefused, QuerySyntaxError, run_query
 
     query = sys.stdin.read() if args.query == "-" else args.query
     if not query.strip():
-        print("forewarn sql: the query is empty", file=sys.stderr)
+        print("forewarn: the query is empty", file=sys.stderr)
         return 2
     try:
         result = run_query(settings, query, write=args.write)
+    except (QuerySyntaxError, QueryRefused) as exc:
+        # Nothing ran: the query itself is what to change.
+        print(f"forewarn: {exc}", file=sys.stderr)
+        return 2
     except QueryError as exc:
         print(f"forewarn sql: {exc}", file=sys.stderr)
         return 1

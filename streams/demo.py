@@ -11,7 +11,7 @@ from streams import topics
 from streams.follow import LagProbe, format_alert, read_topic
 from streams.produce import message_key, producer_for
 from streams.runner import Stack, StopOnSignal, Stopped, describe_broker
-from streams.settings import Settings
+from streams.settings import Settings, clickhouse_address
 from streams.simulator import store_timeline
 
 # After the traffic stops, wait for the worker to read everything, then for QUIET_S without a new
@@ -33,7 +33,7 @@ def run_demo(settings: Settings, duration: float = 60.0) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     codec = Codec(registry_url=settings.schema_registry)
     timeline = store_timeline(duration)
-    print(f"Forewarn demo: a small coffee shop for {duration:.0f}s ({len(timeline)} events), "
+    print(f"Forewarn demo: a small coffee shop for {duration:.0f}s ({_events(len(timeline))}), "
           f"with the coffee-bean customer's story among ordinary traffic.")
     counts: collections.Counter = collections.Counter()
     produced = [0]
@@ -87,7 +87,7 @@ def run_demo(settings: Settings, duration: float = 60.0) -> int:
             open_tasks = _open_tasks(stack.bootstrap, settings, codec)
             stored = _wait_for_the_store(stack, settings)
         except Stopped as stopped:
-            print(f"\nforewarn demo: stopping after {produced[0]} events", flush=True)
+            print(f"\nforewarn demo: stopping after {_events(produced[0])}", flush=True)
             return 128 + stopped.signum
         finally:
             signals.ignore_further()
@@ -165,7 +165,8 @@ def _store_summary(stored: dict[str, int] | None, settings: Settings) -> None:
     if not stored:
         return
     rows = ", ".join(f"{table} {n}" for table, n in sorted(stored.items()) if n)
-    print(f"\nIn ClickHouse ({settings.clickhouse or settings.data_dir / 'clickhouse'}): {rows}.")
+    where = clickhouse_address(settings.clickhouse).shown if settings.clickhouse else settings.data_dir / "clickhouse"
+    print(f"\nIn ClickHouse ({where}): {rows}.")
     where = "" if settings.clickhouse else f"FOREWARN_DATA_DIR={settings.data_dir} "
     print(f"  {where}forewarn sql \"SELECT rule, count() FROM alerts_latest GROUP BY rule\"   # ask the demo's "
           "store anything; see the README's queries for analysts")
@@ -215,7 +216,7 @@ def _play(timeline, settings: Settings, bootstrap: str, codec: Codec, stack: Sta
 
 
 def _summary(counts: collections.Counter, produced: int, settings: Settings) -> None:
-    print(f"\nSummary: {produced} events produced; alerts per rule:")
+    print(f"\nSummary: {_events(produced)} produced; alerts per rule:")
     rules = sorted({rule for rule, _ in counts})
     if not rules:
         print("  none (see the worker log)")
@@ -223,3 +224,7 @@ def _summary(counts: collections.Counter, produced: int, settings: Settings) -> 
         statuses = ", ".join(f"{status} {counts[(rule, status)]}" for status in ("open", "updated", "resolved")
                              if counts[(rule, status)])
         print(f"  {rule:28} {statuses}")
+
+
+def _events(n: int) -> str:
+    return f"{n} event" if n == 1 else f"{n} events"

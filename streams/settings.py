@@ -3,6 +3,11 @@
 Nothing here connects anywhere: the settings only say where things are. Every
 other module receives a ``Settings`` instead of reading the environment itself,
 so a test or a replay can build its own without touching global state.
+
+``Settings.from_env`` checks every variable as it reads it (numbers against
+their range, switches, URLs, ports, names): a command stops at start with one
+line naming the variable and what it may be, before it starts or reaches
+anything.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from streams.thresholds import ThresholdError, Thresholds
 
@@ -20,17 +26,36 @@ class SettingsError(ValueError):
     """A FOREWARN_* variable holds something unusable; the message names it."""
 
 
-def _int_env(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
+DAY_MS = 24 * 60 * 60 * 1000
+# The longest time span a millisecond setting takes: a year is beyond anything the worker keeps.
+LONGEST_MS = 365 * DAY_MS
+
+
+def _whole_env(env: dict[str, str], name: str, default: int, low: int, high: int | None = None,
+               what: str = "a whole number", zero: str | None = None, span: str = "") -> int:
+    """A whole-number setting from ``low`` to ``high`` (None: no upper bound).
+
+    ``zero``, when given, allows 0 besides the range and says what it means;
+    ``span`` says ``high`` in words, such as "(365 days)".
+    """
     raw = env.get(name)
-    if raw is None or raw == "":
+    if raw is None or raw.strip() == "":
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r}: expected a whole number") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={raw!r}: must be at least {minimum}")
+        value = None
+    in_range = value is not None and value >= low and (high is None or value <= high)
+    if not in_range and not (zero and value == 0):
+        allowed = f"{what} from {low} to {high}{span}" if high is not None else f"{what}, {low} or more"
+        if zero:
+            allowed += f", or 0 {zero}"
+        raise SettingsError(f"{name}={raw!r}: expected {allowed}")
     return value
+
+
+def _ms_env(env: dict[str, str], name: str, default: int) -> int:
+    return _whole_env(env, name, default, 0, LONGEST_MS, what="a whole number of milliseconds", span=" (365 days)")
 
 
 def _choice_env(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -53,6 +78,137 @@ def _heap_env(env: dict[str, str]) -> str:
     if not HEAP_PATTERN.match(raw):
         raise SettingsError(f"FOREWARN_KAFKA_HEAP={raw!r}: expected a heap size such as 256m or 1g")
     return raw
+
+
+def _switch_env(env: dict[str, str], name: str, meaning: str) -> bool | None:
+    """A 0/1 setting that is otherwise detected; None when unset."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if raw not in ("0", "1"):
+        raise SettingsError(f"{name}={raw!r}: expected 1 or 0 ({meaning}; unset: detected from the broker)")
+    return raw == "1"
+
+
+# Kafka's topic-name characters: the prefix starts every topic name.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]*$")
+MAX_PREFIX = 100
+
+
+def _prefix_env(env: dict[str, str]) -> str:
+    raw = env.get("FOREWARN_TOPIC_PREFIX", "")
+    if not NAME_PATTERN.match(raw) or len(raw) > MAX_PREFIX:
+        raise SettingsError(f"FOREWARN_TOPIC_PREFIX={raw!r}: expected up to {MAX_PREFIX} letters, digits, '.', "
+                            f"'_' or '-' (it starts every topic name)")
+    return raw
+
+
+def _worker_id_env(env: dict[str, str]) -> str:
+    raw = env.get("FOREWARN_WORKER_ID", "")
+    if raw and (not NAME_PATTERN.match(raw) or len(raw) > MAX_PREFIX or raw in (".", "..")):
+        raise SettingsError(f"FOREWARN_WORKER_ID={raw!r}: expected up to {MAX_PREFIX} letters, digits, '.', "
+                            f"'_' or '-' (it names the worker's scratch directory)")
+    return raw
+
+
+# One address of FOREWARN_KAFKA: host, host:port or [IPv6]:port.
+BROKER_PATTERN = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::([0-9]+))?$")
+
+
+def _kafka_env(env: dict[str, str]) -> str | None:
+    raw = env.get("FOREWARN_KAFKA", "")
+    if not raw.strip():
+        return None
+    for address in raw.split(","):
+        match = BROKER_PATTERN.match(address.strip())
+        if match is None or (match.group(1) is not None and not 1 <= int(match.group(1)) <= 65535):
+            raise SettingsError(f"FOREWARN_KAFKA={raw!r}: expected host:port, or several separated by commas "
+                                f"(ports from 1 to 65535)")
+    return raw.strip()
+
+
+@dataclass(frozen=True)
+class ClickHouseAddress:
+    """FOREWARN_CLICKHOUSE taken apart: where the server is and whom to log in as."""
+
+    secure: bool
+    host: str
+    port: int
+    username: str
+    password: str
+    database: str
+
+    @property
+    def shown(self) -> str:
+        """The address for messages: scheme, host and port, never the password."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.secure else 'http'}://{host}:{self.port}"
+
+
+CLICKHOUSE_FORM = "http(s)://[user[:password]@]host[:port][/database]"
+
+
+def clickhouse_address(raw: str) -> ClickHouseAddress:
+    """FOREWARN_CLICKHOUSE as a ClickHouseAddress; a SettingsError naming the variable if it is not one."""
+    try:
+        url = urlsplit(raw.strip())
+        port = url.port
+    except ValueError:
+        url, port = None, None
+    database = url.path.strip("/") if url is not None else ""
+    if (url is None or url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment
+            or "/" in database or port == 0 or any(c.isspace() for c in raw.strip())):
+        raise SettingsError(f"FOREWARN_CLICKHOUSE={_without_password(raw)!r}: expected {CLICKHOUSE_FORM} "
+                            f"(ports from 1 to 65535)")
+    return ClickHouseAddress(
+        secure=url.scheme == "https",
+        host=url.hostname,
+        port=port or (8443 if url.scheme == "https" else 8123),
+        username=unquote(url.username) if url.username else "default",
+        password=unquote(url.password) if url.password else "",
+        database=unquote(database) or "default",
+    )
+
+
+def _without_password(raw: str) -> str:
+    """A URL as it may be shown: any password in it replaced by ***."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*):[^/@]*@", r"\1:***@", raw.strip())
+
+
+def _url_env(env: dict[str, str], name: str, form: str) -> str | None:
+    """An http(s) URL setting with a host (several, for a registry, separated by commas); None when unset."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    for item in raw.split(","):
+        try:
+            url = urlsplit(item.strip())
+            port = url.port
+        except ValueError:
+            url, port = None, None
+        if url is None or url.scheme not in ("http", "https") or not url.hostname or port == 0 \
+                or any(c.isspace() for c in item.strip()):
+            raise SettingsError(f"{name}={_without_password(raw)!r}: expected {form} (ports from 1 to 65535)")
+    return raw
+
+
+def _data_dir_env(env: dict[str, str]) -> Path:
+    raw = env.get("FOREWARN_DATA_DIR") or ".forewarn"
+    path = Path(raw)
+    if path.exists() and not path.is_dir():
+        raise SettingsError(f"FOREWARN_DATA_DIR={raw!r}: expected a directory (or where to make one); "
+                            f"that is a file")
+    return path
+
+
+def _maven_env(env: dict[str, str]) -> None:
+    """FOREWARN_MAVEN_URL is read where the jars are fetched; checked here so a bad one stops any command."""
+    from streams.kafka_dist import KafkaDistError, maven_url
+
+    try:
+        maven_url(env)
+    except KafkaDistError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -91,31 +247,47 @@ class Settings:
     worker_id: str = ""
     # Consumer-group session timeout of the workers; 0 picks one for the broker (streams.brokers).
     session_timeout_ms: int = 0
+    # FOREWARN_SINGLE_RECORD_BATCHES: True or False forces one record per producer batch or normal
+    # batching; None detects it from the broker. Checked here at start; streams.brokers reads the
+    # variable itself, where its callers have a bootstrap address and no settings.
+    single_record_batches: bool | None = None
     # Every rule's thresholds (streams.thresholds), each from its own FOREWARN_* variable.
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        """The settings from FOREWARN_* variables, every one checked: a SettingsError names the first bad one."""
         env = dict(os.environ if env is None else env)
+        clickhouse = env.get("FOREWARN_CLICKHOUSE", "").strip() or None
+        if clickhouse is not None:
+            clickhouse_address(clickhouse)
+        _maven_env(env)
         return cls(
-            kafka=env.get("FOREWARN_KAFKA") or None,
+            kafka=_kafka_env(env),
             embedded=_choice_env(env, "FOREWARN_EMBEDDED", "kafka", ("kafka", "memory")),
             kafka_heap=_heap_env(env),
-            clickhouse=env.get("FOREWARN_CLICKHOUSE") or None,
-            schema_registry=env.get("FOREWARN_SCHEMA_REGISTRY") or None,
-            data_dir=Path(env.get("FOREWARN_DATA_DIR") or ".forewarn"),
-            topic_prefix=env.get("FOREWARN_TOPIC_PREFIX", ""),
+            clickhouse=clickhouse,
+            schema_registry=_url_env(env, "FOREWARN_SCHEMA_REGISTRY", "http(s)://host[:port][/path]"),
+            data_dir=_data_dir_env(env),
+            topic_prefix=_prefix_env(env),
             topic_prefix_given="FOREWARN_TOPIC_PREFIX" in env,
-            partitions=_int_env(env, "FOREWARN_PARTITIONS", 4, minimum=1),
-            replication_factor=_int_env(env, "FOREWARN_REPLICATION_FACTOR", 1, minimum=1),
-            allowed_lateness_ms=_int_env(env, "FOREWARN_ALLOWED_LATENESS_MS", 10 * 60 * 1000),
-            reorder_horizon_ms=_int_env(env, "FOREWARN_REORDER_HORIZON_MS", 24 * 60 * 60 * 1000),
-            max_clock_skew_ms=_int_env(env, "FOREWARN_MAX_CLOCK_SKEW_MS", 5 * 60 * 1000),
-            stockout_rollup_orders=_int_env(env, "FOREWARN_STOCKOUT_ROLLUP_ORDERS", 20, minimum=1),
-            max_alternatives=_int_env(env, "FOREWARN_MAX_ALTERNATIVES", 3),
-            web_port=_int_env(env, "FOREWARN_WEB_PORT", 0),
-            worker_id=env.get("FOREWARN_WORKER_ID", ""),
-            session_timeout_ms=_int_env(env, "FOREWARN_SESSION_TIMEOUT_MS", 0),
+            partitions=_whole_env(env, "FOREWARN_PARTITIONS", 4, 1, 10_000),
+            # Kafka's own limit: the replication factor is a 16-bit number.
+            replication_factor=_whole_env(env, "FOREWARN_REPLICATION_FACTOR", 1, 1, 32_767),
+            allowed_lateness_ms=_ms_env(env, "FOREWARN_ALLOWED_LATENESS_MS", 10 * 60 * 1000),
+            reorder_horizon_ms=_ms_env(env, "FOREWARN_REORDER_HORIZON_MS", DAY_MS),
+            max_clock_skew_ms=_ms_env(env, "FOREWARN_MAX_CLOCK_SKEW_MS", 5 * 60 * 1000),
+            stockout_rollup_orders=_whole_env(env, "FOREWARN_STOCKOUT_ROLLUP_ORDERS", 20, 1),
+            max_alternatives=_whole_env(env, "FOREWARN_MAX_ALTERNATIVES", 3, 0),
+            web_port=_whole_env(env, "FOREWARN_WEB_PORT", 0, 1, 65_535, what="a port",
+                                zero="for no web server"),
+            worker_id=_worker_id_env(env),
+            # What Apache Kafka brokers accept by default (group.min/max.session.timeout.ms).
+            session_timeout_ms=_whole_env(env, "FOREWARN_SESSION_TIMEOUT_MS", 0, 6_000, 1_800_000,
+                                          what="a whole number of milliseconds",
+                                          zero="to choose one for the broker"),
+            single_record_batches=_switch_env(env, "FOREWARN_SINGLE_RECORD_BATCHES",
+                                              "1: one record per producer batch, 0: normal batching"),
             thresholds=_thresholds(env),
         )
 

@@ -204,7 +204,8 @@ def rejected_line(update: dict, rejection: dict) -> str:
 
 
 def unanswered_line(update: dict, timeout: float) -> str:
-    return (f"forewarn task: {update['action']} {update['task_id']}: nothing answered within {timeout:g} seconds; "
+    seconds = "second" if timeout == 1 else "seconds"
+    return (f"forewarn task: {update['action']} {update['task_id']}: nothing answered within {timeout:g} {seconds}; "
             f"the update was sent, but the worker (`forewarn up`) must be running to apply it")
 
 

@@ -17,6 +17,10 @@ read-only (it cannot set ``readonly`` back), which would stop the sink's own
 writes; so against chDB a query is read-only when it is one statement of a
 kind that cannot write (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS) and
 writes no file (``INTO OUTFILE``).
+
+Every query is first parsed by ClickHouse (``formatQuery``), which runs
+nothing: a query that is not valid SQL is reported as such, in the parser's
+words, and a write without ``--write`` is named as a write.
 """
 
 from __future__ import annotations
@@ -43,6 +47,24 @@ from streams.settings import Settings, SettingsError
 
 class QueryError(Exception):
     """ClickHouse refused the query; the message is ClickHouse's."""
+
+    kind = "query"
+
+
+class QuerySyntaxError(QueryError):
+    """The query is not valid SQL, so nothing ran; the message is ClickHouse's parser's."""
+
+    kind = "syntax"
+
+
+class QueryRefused(QueryError):
+    """The query is not read-only and --write was not given (or it is several statements); nothing ran."""
+
+    kind = "refused"
+
+
+# By `kind`, for the sink's endpoint to send and `forewarn sql` to raise again.
+QUERY_ERRORS = {error.kind: error for error in (QueryError, QuerySyntaxError, QueryRefused)}
 
 
 @dataclass
@@ -89,45 +111,144 @@ ENDPOINT_LIMITS = {"max_execution_time": 120, "max_result_rows": 1_000_000, "max
 
 
 _READING = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
+# ClickHouse's error codes: SYNTAX_ERROR, UNKNOWN_SETTING, and READONLY (a server refusing a write under
+# readonly=2).
+SYNTAX_ERROR = 62
+UNKNOWN_SETTING = 115
+READONLY = 164
+# chDB turns implicit_select on: `SELEC rule FROM alerts` would parse as `SELECT SELEC AS rule FROM alerts`
+# and fail later on clauses the client appends. Parsed as a server parses it by default, a misspelt
+# keyword is the syntax error it looks like.
+STRICT_PARSING = {"implicit_select": 0}
 
 
-def read_only_refusal(sql: str) -> str | None:
-    """Why ``sql`` is not a read-only statement, or None if it is one (see the module doc)."""
+def read_only_refusal(sql: str, kind: str | None = None) -> str | None:
+    """Why ``sql`` is not a read-only statement, or None if it is one (see the module doc).
+
+    ``kind`` is the statement's first keyword as ClickHouse parsed it, when known (``statement_kind``):
+    it decides, since the text may start otherwise (a parenthesis, a comment, ``FROM t SELECT``).
+    """
     text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.DOTALL).strip().rstrip(";").strip()
     if ";" in re.sub(r"'(?:[^'\\]|\\.)*'", "''", text):
         return "one statement at a time"
-    first = re.match(r"[(\s]*([A-Za-z]+)", text)
-    if first is None or first.group(1).upper() not in _READING:
-        return f"read-only queries only ({', '.join(_READING)}); --write allows others"
+    if kind is None:
+        first = re.match(r"[(\s]*([A-Za-z]+)", text)
+        kind = first.group(1).upper() if first else None
+    if kind not in _READING:
+        return write_refusal(kind)
     if re.search(r"\bINTO\s+OUTFILE\b", text, flags=re.IGNORECASE):
-        return "INTO OUTFILE writes a file; --write allows it"
+        return "INTO OUTFILE writes a file; add --write to run it"
     return None
+
+
+def write_refusal(kind: str | None) -> str:
+    return (f"{kind or 'the query'} is a write; add --write to run it (without it only "
+            f"{', '.join(_READING[:-1])} and {_READING[-1]} queries run)")
 
 
 def _is_chdb(client) -> bool:
     return type(client).__name__.lower().startswith("chdb")
 
 
+def _on_client(client, lock: threading.Lock | None, use):
+    """``use(client)``, under ``lock`` when there is one; ``client`` may be a function returning the client."""
+    if lock is None:
+        return use(client() if callable(client) else client)
+    with lock:
+        return use(client() if callable(client) else client)
+
+
+def statement_kind(client, sql: str, lock: threading.Lock | None = None) -> str | None:
+    """The first keyword of ``sql`` as ClickHouse parses it (SELECT, INSERT, ALTER, ...).
+
+    Raises QuerySyntaxError when ClickHouse's parser refuses ``sql``, and
+    QueryRefused for several statements. ``formatQuery`` parses without
+    running anything, and its message points into the query as written,
+    where running it would point into the clauses the client appends. None
+    when the server cannot say (a ClickHouse older than 23.10 has no
+    formatQuery): the query itself then fails if it is not valid.
+    """
+    def parse(c, settings: dict):
+        return c.query("SELECT formatQuery(%(sql)s)", parameters={"sql": sql}, settings=settings).result_rows
+
+    try:
+        try:
+            rows = _on_client(client, lock, lambda c: parse(c, STRICT_PARSING))
+        except Exception as exc:  # noqa: BLE001 - a server from before implicit_select parses strictly anyway
+            if getattr(exc, "code", None) != UNKNOWN_SETTING:
+                raise
+            rows = _on_client(client, lock, lambda c: parse(c, {}))
+    except Exception as exc:  # noqa: BLE001 - only a syntax error is an answer here
+        if getattr(exc, "code", None) != SYNTAX_ERROR:
+            return None
+        text = clickhouse_text(exc)
+        if "Multi-statements are not allowed" in text:
+            raise QueryRefused("refused: one statement at a time") from None
+        raise QuerySyntaxError(f"not valid SQL: {parser_text(text)}") from None
+    first = re.match(r"\s*([A-Za-z]+)", rows[0][0]) if rows and rows[0] else None
+    return first.group(1).upper() if first else None
+
+
+def clickhouse_text(exc: BaseException) -> str:
+    """ClickHouse's message in ``exc`` on one line, without what the client adds to the query or the message."""
+    text = str(exc)
+    # What clickhouse-connect appends to every query, and the limits the sink's endpoint sets.
+    text = text.replace("\n FORMAT Native", "")
+    text = re.sub(r"\s*SETTINGS (?:(?:%s) = '?[^,'\s]*'?(?:, )?)+" % "|".join([*ENDPOINT_LIMITS, *STRICT_PARSING,
+                                                                             "readonly"]),
+                  "", text)
+    text = re.sub(r"^(?:Received ClickHouse exception, code: \d+|HTTP driver received HTTP status \d+), "
+                  r"server response: ", "", text)
+    text = re.sub(r"\s*\(for url [^)]*\)\s*$", "", text)
+    text = re.sub(r"\s*\(version [^()]*(?:\([^()]*\))?[^()]*\)\s*$", "", text)
+    return " ".join(text.split())
+
+
+# How much of the parser's list of what it expected is shown: at the start of a query it lists every
+# kind of statement, a few thousand characters.
+EXPECTED_SHOWN = 160
+
+
+def parser_text(text: str) -> str:
+    """The parser's own words in a SYNTAX_ERROR message: no error code, no echo of the formatQuery call,
+    and its list of what it expected cut short when it is long."""
+    text = text.split("DB::Exception: ", 1)[-1]
+    scope = text.rfind(": In scope SELECT formatQuery(")
+    if scope >= 0:
+        text = text[:scope]
+    text = re.sub(r"\s*\(SYNTAX_ERROR\)\s*$", "", text).rstrip(" .:")
+    head, found, expected = text.partition("Expected one of: ")
+    if found and len(expected) > EXPECTED_SHOWN:
+        expected = expected[:expected.rfind(", ", 0, EXPECTED_SHOWN)] + ", ..."
+    return head + found + expected
+
+
 def run_on_client(client, sql: str, write: bool = False, lock: threading.Lock | None = None,
                   limits: dict | None = None) -> QueryResult:
-    """Run ``sql``; ``client`` is a client or a function returning one (resolved under ``lock``)."""
+    """Run ``sql``; ``client`` is a client or a function returning one (resolved under ``lock``).
+
+    Raises QuerySyntaxError for a query that is not valid SQL and QueryRefused
+    for a write without ``write``, in both cases before anything runs, and
+    QueryError for anything else ClickHouse refuses.
+    """
     settings = dict(limits or {})
+    kind = statement_kind(client, sql, lock)
     if not write:
-        resolved = client() if callable(client) else client
-        if _is_chdb(resolved):
-            refusal = read_only_refusal(sql)
+        if _on_client(client, lock, _is_chdb):
+            refusal = read_only_refusal(sql, kind)
             if refusal is not None:
-                raise QueryError(f"refused: {refusal}")
+                raise QueryRefused(f"refused: {refusal}")
         else:
             settings["readonly"] = 2
     try:
-        if lock is not None:
-            with lock:
-                result = (client() if callable(client) else client).query(sql, settings=settings)
-        else:
-            result = (client() if callable(client) else client).query(sql, settings=settings)
+        result = _on_client(client, lock, lambda c: c.query(sql, settings=settings))
     except Exception as exc:  # noqa: BLE001 - ClickHouse's own message is the useful part
-        raise QueryError(" ".join(str(exc).split())) from exc
+        code = getattr(exc, "code", None)
+        if code == SYNTAX_ERROR:
+            raise QuerySyntaxError(f"not valid SQL: {parser_text(clickhouse_text(exc))}") from exc
+        if code == READONLY and not write:
+            raise QueryRefused(f"refused: {write_refusal(kind)}") from exc
+        raise QueryError(clickhouse_text(exc)) from exc
     types = [getattr(t, "name", str(t)) for t in result.column_types]
     return QueryResult(list(result.column_names), types, [[plain(v) for v in row] for row in result.result_rows])
 
@@ -161,7 +282,7 @@ class QueryEndpoint:
                 try:
                     self._reply(200, run_on_client(client_of, sql, write, lock, ENDPOINT_LIMITS).to_json())
                 except QueryError as exc:
-                    self._reply(400, {"error": str(exc)})
+                    self._reply(400, {"error": str(exc), "kind": exc.kind})
                 except Exception as exc:  # noqa: BLE001 - the store is not open (yet)
                     self._reply(503, {"error": f"the store is not available: {' '.join(str(exc).split())}"})
 
@@ -226,10 +347,10 @@ def _running_endpoint(settings: Settings) -> dict | None:
 
 def run_query(settings: Settings, sql: str, write: bool = False, timeout: float = 300.0) -> QueryResult:
     """Run ``sql`` where the configured store is (see the module doc)."""
-    from sinks.clickhouse.store import open_store
+    from sinks.clickhouse.store import open_reachable_store, open_store
 
     if settings.clickhouse:
-        return run_on_client(open_store(settings), sql, write)
+        return run_on_client(open_reachable_store(settings), sql, write)
     endpoint = _running_endpoint(settings)
     if endpoint is not None:
         req = urlrequest.Request(endpoint["url"], data=json.dumps({"sql": sql, "write": write}).encode(),
@@ -240,11 +361,12 @@ def run_query(settings: Settings, sql: str, write: bool = False, timeout: float 
                 return QueryResult.from_json(json.loads(response.read()))
         except urlerror.HTTPError as exc:
             try:
-                message = json.loads(exc.read()).get("error", str(exc))
-            except ValueError:
-                message = str(exc)
+                answer = json.loads(exc.read())
+                message, kind = answer.get("error", str(exc)), answer.get("kind")
+            except (ValueError, AttributeError):
+                message, kind = str(exc), None
             if exc.code == 400:
-                raise QueryError(message) from None
+                raise QUERY_ERRORS.get(kind, QueryError)(message) from None
             raise SettingsError(f"the sink (process {endpoint['pid']}) could not run the query: {message}") from None
         except (urlerror.URLError, OSError) as exc:
             if not _refused(exc):

@@ -449,9 +449,9 @@ def _rollup_transition(
         title = f"{name} ({sku}) no longer short on open orders"
         summary = f"Stock of {name} ({sku}) now covers every open order."
     else:
-        title = f"{name} ({sku}) short on {orders} open orders"
+        title = f"{name} ({sku}) short on {_counted(orders, 'open order')}"
         summary = (
-            f"{name} ({sku}) is {units} units short across {orders} open orders: "
+            f"{name} ({sku}) is {_counted(units, 'unit')} short across {_counted(orders, 'open order')}: "
             f"{available} available against {open_demand} ordered. "
             f"Customer service has one alert per affected order."
         )
@@ -648,6 +648,11 @@ def _money(cents: int) -> str:
     return f"{cents / 100:.2f}"
 
 
+def _counted(n: int, noun: str) -> str:
+    """`1 unit`, `2 units`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _iso(ms: int | None) -> str:
     if ms is None:
         return ""
@@ -701,7 +706,8 @@ def _order_alert(
         lines = []
     for line in lines:
         details[f"short.{line['sku']}"] = (
-            f"{line['name']}: {line['short']} of {line['ordered']} units short ({line['available']} in stock)"
+            f"{line['name']}: {line['short']} of {_counted(line['ordered'], 'unit')} short "
+            f"({line['available']} in stock)"
         )
         details[f"alternatives.{line['sku']}"] = "; ".join(
             f"{alt['name']} ({alt['sku']}, {_money(alt['price_cents'])}, {alt['available']} in stock)"
@@ -726,7 +732,7 @@ def _order_alert(
                 + (f"; offer {offer}" if offer else "; no in-stock alternative")
             )
         units = sum(line["short"] for line in lines)
-        title = f"Order {order_id}: {len(lines)} item{'s' if len(lines) != 1 else ''} out of stock ({units} units)"
+        title = f"Order {order_id}: {_counted(len(lines), 'item')} out of stock ({_counted(units, 'unit')})"
         summary = f"{who} ({tier}) has an open order {order_id} that cannot ship complete: " + " | ".join(parts)
     return alert_record(
         alert_id=state["alert"]["alert_id"],

@@ -117,9 +117,11 @@ def _cart_lost(state: dict, active: bool, event: dict, limits: Thresholds, detec
         title = f"Cart of session {state['session_id']} recovered ({resolution})"
         summary = f"The cart {who} lost after {page} is no longer a problem: {resolution.replace('_', ' ')}."
     else:
-        title = f"Cart emptied after {page}: {state.get('lost_count', 0)} items lost"
+        lost_count = state.get("lost_count", 0)
+        items = "item" if lost_count == 1 else "items"
+        title = f"Cart emptied after {page}: {lost_count} {items} lost"
         summary = (f"{who} had {skus} in the cart; a cart view after visiting {page} showed "
-                   f"{state.get('lost_count', 0)} fewer items. Reach out with the items so the sale is not lost.")
+                   f"{lost_count} fewer {items}. Reach out with the items so the sale is not lost.")
     details = {"lost_skus": ",".join(sorted(lost)), "lost_items_json": json.dumps(lost, sort_keys=True),
                "last_page": page, "items_lost": state.get("lost_count", 0), "resolution": resolution}
     alert = alert_for(track, status, rule=RULE, audience="cs", key=key, title=title, summary=summary,

@@ -36,7 +36,7 @@ def test_a_line_too_large_for_kafka_is_reported_and_the_lines_around_it_are_sent
     assert "Traceback" not in result.stderr
     lines = result.stderr.splitlines()
     assert lines[0].startswith(f"{path}: line 2: not sent: ") and "Message size too large" in lines[0]
-    assert lines[1] == "produced 2 records (inventory 2); rejected 1 lines"
+    assert lines[1] == "produced 2 records (inventory 2); rejected 1 line"
     assert event_ids(kafka_bootstrap, f"{fresh_prefix}inventory") == ["s1", "s3"]
 
 

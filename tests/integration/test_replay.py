@@ -30,7 +30,7 @@ def test_replay_produces_in_event_time_order_and_reports_bad_lines(kafka_bootstr
     assert done.returncode == 1  # one line rejected
     assert "t.jsonl: line 3: value.ts:" in done.stderr
     assert "produced 4 records (orders 4) in event-time order, 2026-03-02T09:00:00Z to 2026-03-02T11:00:00Z; " \
-           "rejected 1 lines" in done.stderr
+           "rejected 1 line" in done.stderr
     messages = read_raw(kafka_bootstrap, f"{fresh_prefix}orders", expected=4)
     codec = Codec()
     assert [codec.decode(m.value())[1]["event_id"] for m in messages] == ["e1", "e2", "e2b", "e3"]

@@ -184,7 +184,7 @@ def test_every_event_is_queryable_exactly_once(stack_env, kafka_bootstrap, tmp_p
             == [["open", "customer-success"]]
         # Queries from outside are read-only unless asked otherwise.
         refused = run_forewarn(["sql", "DROP TABLE order_events"], stack_env)
-        assert refused.returncode == 1 and "refused: read-only queries only" in refused.stderr
+        assert refused.returncode == 2 and "forewarn: refused: DROP is a write; add --write to run it" in refused.stderr
         # ... and a refused query leaves the sink writing.
         produce(kafka_bootstrap, stack_env["FOREWARN_TOPIC_PREFIX"], [("orders", dict(events[0][1], event_id="late"))])
         wait_for(lambda: counts(settings, "order_events")[0] == expected_per_table(events)["order_events"] + 1,

@@ -62,14 +62,14 @@ def test_produce_of_a_missing_file_names_the_path_and_the_os_error(env, capfd, t
     missing = tmp_path / "missing.jsonl"
     code, _, err = run(["produce", str(missing)], capfd)
     assert code == 2
-    assert err.strip() == f"forewarn produce: cannot read {missing}: No such file or directory"
+    assert err.strip() == f"forewarn: cannot read {missing}: No such file or directory"
 
 
 def test_produce_of_a_directory_names_the_path_and_the_os_error(env, capfd, tmp_path):
     env(FOREWARN_KAFKA=f"127.0.0.1:{closed_port()}")
     code, _, err = run(["produce", str(tmp_path)], capfd)
     assert code == 2
-    assert err.strip() == f"forewarn produce: cannot read {tmp_path}: Is a directory"
+    assert err.strip() == f"forewarn: cannot read {tmp_path}: Is a directory"
 
 
 # -- commands that need Kafka, when there is none
@@ -99,7 +99,7 @@ def test_a_broker_that_stops_answering_during_produce_ends_with_one_line_saying_
     assert code == 1
     lines = err.splitlines()
     assert lines[0].startswith(f"{path}: line 2: not valid JSON")
-    assert lines[1] == "produced 0 records (nothing); rejected 1 lines"
+    assert lines[1] == "produced 0 records (nothing); rejected 1 line"
     assert lines[2].startswith("forewarn produce: 2 messages were not acknowledged by Kafka at 127.0.0.1:9: "
                                "2 still unanswered after 1s, the first from line 1")
     assert "FOREWARN_KAFKA" in lines[2]
@@ -126,7 +126,7 @@ def test_a_line_stamped_in_the_future_is_reported_by_line_and_field_and_the_rest
                                f"36")  # 365 days, or 364 once a millisecond has passed
     assert lines[0].endswith(" (FOREWARN_MAX_CLOCK_SKEW_MS=60000)")
     span = " in event-time order, 2026-03-02T09:15:00Z to 2026-03-02T09:16:00Z" if command == "replay" else ""
-    assert lines[1] == f"produced 0 records (nothing){span}; rejected 1 lines"
+    assert lines[1] == f"produced 0 records (nothing){span}; rejected 1 line"
     # The two other lines were handed to the client (no broker here answers them).
     assert "2 still unanswered" in lines[2]
 

@@ -37,7 +37,7 @@ def test_forewarn_rules_shows_every_threshold_variable_with_its_value():
 
 @pytest.mark.parametrize("env, message", [
     ({"FOREWARN_SLA_CHAT_S": "soon"}, "FOREWARN_SLA_CHAT_S='soon': expected a number of seconds"),
-    ({"FOREWARN_BACKLOG_TICKETS": "0"}, "FOREWARN_BACKLOG_TICKETS='0': must be above 0"),
+    ({"FOREWARN_BACKLOG_TICKETS": "0"}, "FOREWARN_BACKLOG_TICKETS='0': expected a whole number, 1 or more"),
     ({"FOREWARN_WEB_ERROR_MIN": "2.5"}, "FOREWARN_WEB_ERROR_MIN='2.5': expected a whole number"),
 ])
 def test_a_bad_threshold_names_its_variable(env, message):

@@ -183,12 +183,15 @@ def test_the_query_endpoint_answers_its_token_only_and_reads_only_unless_asked(t
         # `forewarn sql` beside the sink: through the endpoint, never opening the store itself.
         assert run_query(settings, "SELECT sum(x) AS total FROM t").to_json() == \
             {"columns": ["total"], "types": ["UInt64"], "rows": [[3]]}
-        from sinks.clickhouse.query import QueryError
+        from sinks.clickhouse.query import QueryError, QueryRefused, QuerySyntaxError
 
-        with pytest.raises(QueryError, match="refused: read-only queries only"):
+        # Refusals and syntax errors keep their kind through the endpoint: `forewarn sql` tells them apart.
+        with pytest.raises(QueryRefused, match=r"^refused: INSERT is a write; add --write to run it \("):
             run_query(settings, "INSERT INTO t VALUES (3)")
-        with pytest.raises(QueryError, match="one statement at a time"):
+        with pytest.raises(QueryRefused, match="one statement at a time"):
             run_query(settings, "SELECT 1; DROP TABLE t")
+        with pytest.raises(QuerySyntaxError, match=r"^not valid SQL: Syntax error: failed at position 11 \(end of query\)"):
+            run_query(settings, "SELECT 1 +")
         with pytest.raises(QueryError, match="UNKNOWN_TABLE"):
             run_query(settings, "SELECT * FROM no_such_table")
         # A refused or failed query leaves the shared session writable for the sink.

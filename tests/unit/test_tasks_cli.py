@@ -152,10 +152,10 @@ def no_kafka(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["tasks", "--queue", "sales"], "forewarn tasks: --queue 'sales' is not a queue; expected one of fulfillment, "),
-    (["task", "claim", "", "--as", "asha"], "forewarn task: TASK_ID is empty"),
-    (["task", "claim", "T-1", "--as", ""], "forewarn task: --as is empty"),
-    (["task", "done", "T-1", "--as", "asha", "--timeout", "0"], "forewarn task: --timeout 0: expected"),
+    (["tasks", "--queue", "sales"], "forewarn: --queue 'sales' is not a queue; expected one of fulfillment, "),
+    (["task", "claim", "", "--as", "asha"], "forewarn: TASK_ID is empty"),
+    (["task", "claim", "T-1", "--as", ""], "forewarn: --as is empty"),
+    (["task", "done", "T-1", "--as", "asha", "--timeout", "0"], "forewarn: --timeout 0: expected"),
 ])
 def test_the_command_refuses_bad_arguments_with_exit_2_before_looking_for_kafka(no_kafka, capfd, argv, message):
     assert cli.main(argv) == 2
@@ -166,10 +166,8 @@ def test_the_command_refuses_bad_arguments_with_exit_2_before_looking_for_kafka(
 
 
 def test_an_action_the_command_does_not_know_is_refused_by_the_parser(no_kafka, capfd):
-    with pytest.raises(SystemExit) as exited:
-        cli.main(["task", "reopen", "T-1", "--as", "asha"])
-    assert exited.value.code == 2
-    assert "invalid choice: 'reopen'" in capfd.readouterr().err
+    assert cli.main(["task", "reopen", "T-1", "--as", "asha"]) == 2
+    assert capfd.readouterr().err == "forewarn: 'reopen' is not a task action; expected one of claim, done, release\n"
 
 
 def test_the_actions_are_the_task_update_schema_s():
