@@ -128,7 +128,12 @@ def _parser() -> argparse.ArgumentParser:
     topics_cmd = commands.add_parser("topics", help="manage topics")
     topics_sub = topics_cmd.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
     topics_sub.add_parser("create", help="create every topic with its partitions, retention and compaction")
-    topics_sub.add_parser("list", help="list every topic Forewarn declares, with key and schema")
+    topics_sub.add_parser("list", help="every topic Forewarn declares, as the broker has it (exists, partitions, "
+                                       "replication), with key, schema and retention")
+
+    status = commands.add_parser("status", help="how the stack is doing: worker clocks, lag, the sink; exit 1 when "
+                                                "unhealthy")
+    status.add_argument("--json", action="store_true", help="the same as one JSON object")
 
     produce = commands.add_parser("produce", help="validate JSON lines and produce them as Avro")
     producible = sorted(topics.PRODUCIBLE)
@@ -159,14 +164,17 @@ def _parser() -> argparse.ArgumentParser:
     tasks.add_argument("--json", action="store_true", help="one task record per line as JSON")
     tasks.add_argument("--all", action="store_true", help="also done and cancelled tasks")
 
-    task = commands.add_parser("task", help="claim, finish or release an outreach task",
-                               description="Send a rep's action on a task to the worker and wait for its answer: "
-                                           "exit 0 once applied, 1 if rejected or unanswered.")
-    task.add_argument("action", type=_one_of("", "a task action", ACTIONS),
-                      metavar="{" + ",".join(ACTIONS) + "}",
-                      help="claim an open task, mark a claimed one done, or release it")
+    task = commands.add_parser("task", help="show, claim, finish or release an outreach task",
+                               description="`show` prints everything needed to act on a task. The others send a "
+                                           "rep's action on a task to the worker and wait for its answer: exit 0 "
+                                           "once applied, 1 if rejected or unanswered.")
+    task_actions = ("show", *ACTIONS)
+    task.add_argument("action", type=_one_of("", "a task action", task_actions),
+                      metavar="{" + ",".join(task_actions) + "}",
+                      help="show a task, claim an open one, mark a claimed one done, or release it")
     task.add_argument("task_id", metavar="TASK_ID", help="the task, as `forewarn tasks` shows it")
-    task.add_argument("--as", dest="name", metavar="NAME", required=True, help="your name, the task's assignee")
+    task.add_argument("--as", dest="name", metavar="NAME", help="your name, the task's assignee (claim, done, release)")
+    task.add_argument("--json", action="store_true", help="with show: the task as one JSON object")
     task.add_argument("--timeout", type=_above_zero("--timeout", "a number of seconds"), default=DEFAULT_TIMEOUT_S,
                       metavar="S",
                       help=f"seconds to wait for the worker's answer (default {DEFAULT_TIMEOUT_S:g})")
@@ -341,6 +349,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _alerts(args, settings)
     if args.command in ("tasks", "task"):
         return _tasks(args, settings)
+    if args.command == "status":
+        from streams.status import as_json, gather, render
+
+        bootstrap, settings = _kafka_beside_up(settings)
+        report = gather(settings, bootstrap)
+        print(as_json(report) if args.json else render(report, settings))
+        return 0 if report.healthy else 1
     if args.command == "sink":
         return _sink(args, settings)
     if args.command == "sql":
@@ -364,15 +379,24 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
     from streams import topics
 
+    bootstrap, settings = _kafka_beside_up(settings)
     if args.topics_command == "list":
-        for spec in topics.ALL_TOPICS:
+        from streams.admin import describe_topics
+
+        rows = describe_topics(settings, bootstrap)
+        for row in rows:
+            spec = row["spec"]
             layout = "compacted" if spec.compacted else f"retention {spec.retention_ms // topics.DAY_MS}d"
-            print(f"{settings.topic(spec.name):32} {spec.kind:9} key={spec.key_field or '-':12} "
+            where = (f"{row['partitions']} partitions, replication {row['replication']}" if row["exists"]
+                     else "MISSING")
+            print(f"{row['name']:32} {where:30} {spec.kind:9} key={spec.key_field or '-':12} "
                   f"{spec.schema or '(raw bytes)':34} {layout}")
+        missing = sum(not row["exists"] for row in rows)
+        print(f"{len(rows) - missing} of {len(rows)} topics exist at {bootstrap}"
+              + (f"; `forewarn topics create` creates the {missing} missing" if missing else ""), file=sys.stderr)
         return 0
     from streams.admin import ensure_topics
 
-    bootstrap, settings = _kafka_beside_up(settings)
     created = ensure_topics(settings, bootstrap)
     total = len(topics.ALL_TOPICS)
     print(f"created {len(created)} of {_count(total, 'topic')} at {bootstrap} ({total - len(created)} already existed)")
@@ -469,13 +493,19 @@ def _no_such_topic(command: str, exc, bootstrap: str, settings: Settings) -> Non
 def _tasks(args: argparse.Namespace, settings: Settings) -> int:
     """`forewarn tasks` and `forewarn task`: see streams/tasks_cli.py."""
     from streams.follow import TopicNotFound
-    from streams.tasks_cli import ArgumentError, act_on_task, check_queue, check_task_arguments, list_tasks
+    from streams.tasks_cli import (ArgumentError, act_on_task, check_queue, check_task_arguments, list_tasks,
+                                   show_task)
 
     try:
         # Arguments first: a typo should not wait for Kafka.
         if args.command == "tasks":
             check_queue(args.queue)
+        elif args.action == "show":
+            check_task_arguments(args.task_id, args.name or "-", args.timeout)
         else:
+            if args.name is None:
+                raise ArgumentError(f"`forewarn task {args.action}` needs --as NAME: your name, which becomes the "
+                                    f"task's assignee")
             check_task_arguments(args.task_id, args.name, args.timeout)
     except ArgumentError as exc:
         print(f"forewarn: {exc}", file=sys.stderr)
@@ -484,6 +514,8 @@ def _tasks(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.command == "tasks":
             return list_tasks(settings, bootstrap, queue=args.queue, as_json=args.json, include_all=args.all)
+        if args.action == "show":
+            return show_task(settings, bootstrap, args.task_id, as_json=args.json)
         return act_on_task(settings, bootstrap, args.action, args.task_id, args.name, timeout=args.timeout)
     except TopicNotFound as exc:
         _no_such_topic(args.command, exc, bootstrap, settings)

@@ -115,10 +115,16 @@ def status_text(task: dict) -> str:
     return task["status"]
 
 
+def customer_text(task: dict) -> str:
+    """`Priya Nair (C-7)` when the task knows the customer's name, else the customer id."""
+    name = (task.get("context") or {}).get("customer_name")
+    return f"{name} ({task['customer_id']})" if name and name != task["customer_id"] else task["customer_id"]
+
+
 def task_table(tasks: list[dict]) -> list[str]:
-    """Two lines per task: its fields in aligned columns, then its action sentence, indented."""
-    rows = [[task["priority"], task["queue"], status_text(task), utc_minute(task["due_by"]), task["rule"],
-             task["customer_id"], task["task_id"]] for task in tasks]
+    """Two lines per task: its fields in aligned columns (the id first), then its action sentence, indented."""
+    rows = [[task["task_id"], task["priority"], task["queue"], status_text(task), utc_minute(task["due_by"]),
+             task["rule"], customer_text(task)] for task in tasks]
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))] if rows else []
     lines = []
     for task, row in zip(tasks, rows):
@@ -307,6 +313,34 @@ def list_tasks(settings: Settings, bootstrap: str, queue: str | None = None, as_
             print(line, file=out)
     out.flush()
     print(count_line(shown, queue=queue, include_all=include_all), file=err)
+    return 0
+
+
+def show_task(settings: Settings, bootstrap: str, task_id: str, as_json: bool = False,
+              out: TextIO | None = None, err: TextIO | None = None, now_ms: int | None = None) -> int:
+    """`forewarn task show TASK_ID`: the task's latest version as a rep reads it (streams.task_view).
+
+    Exit status 1 when no task has that id. Raises TopicNotFound when the topic does not exist.
+    """
+    from schemas.codec import Codec, DecodeError, record_to_json
+    from streams.follow import read_topic
+    from streams.task_view import render, structured
+
+    out, err = out or sys.stdout, err or sys.stderr
+    codec = Codec(registry_url=settings.schema_registry)
+    versions = [item[1] for item in read_topic(bootstrap, settings.topic(topics.OUTREACH_TASKS.name), codec)
+                if not isinstance(item, DecodeError) and item[0] == TASK_SCHEMA]
+    task = latest_per_task(versions).get(task_id)
+    if task is None:
+        print(f"forewarn: no task {task_id} on {settings.topic(topics.OUTREACH_TASKS.name)}; `forewarn tasks "
+              f"--all` lists them", file=err)
+        return 1
+    if as_json:
+        record = record_to_json(TASK_SCHEMA, task)
+        print(json.dumps(dict(structured(record), due_by=record["due_by"], created_at=record["created_at"],
+                              updated_at=record["updated_at"]), ensure_ascii=False), file=out)
+    else:
+        print(render(task, now_ms=int(time.time() * 1000) if now_ms is None else now_ms), file=out)
     return 0
 
 

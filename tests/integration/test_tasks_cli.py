@@ -70,11 +70,11 @@ def test_tasks_prints_the_latest_open_and_claimed_tasks_most_urgent_first(kafka_
     result = run_forewarn(["tasks"], forewarn_env(kafka_bootstrap, some_tasks, tmp_path))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split()[-1] for line in lines[::2]] == ["T-2", "T-4", "T-1"]
-    assert lines[0].split() == ["P1", "fulfillment", "open", "2026-03-02", "18:15", "order_short", "c-2", "T-2"]
+    assert [line.split()[0] for line in lines[::2]] == ["T-2", "T-4", "T-1"]
+    assert lines[0].split() == ["T-2", "P1", "fulfillment", "open", "2026-03-02", "18:15", "order_short", "c-2"]
     assert lines[1] == "    Call the customer about T-2."
-    assert lines[4].split() == ["P2", "customer-success", "claimed", "by", "asha", "2026-03-02", "11:15",
-                                "out_of_stock_open_order", "c-1", "T-1"]
+    assert lines[4].split() == ["T-1", "P2", "customer-success", "claimed", "by", "asha", "2026-03-02", "11:15",
+                                "out_of_stock_open_order", "c-1"]
     assert result.stderr.strip() == "3 open tasks (2 open, 1 claimed) in 3 queues"
 
 
@@ -82,13 +82,30 @@ def test_tasks_of_one_queue_and_all_tasks(kafka_bootstrap, some_tasks, tmp_path)
     env = forewarn_env(kafka_bootstrap, some_tasks, tmp_path)
     billing = run_forewarn(["tasks", "--queue", "billing"], env)
     assert billing.returncode == 0, billing.stderr
-    assert [line.split()[-1] for line in billing.stdout.splitlines()[::2]] == ["T-4"]
+    assert [line.split()[0] for line in billing.stdout.splitlines()[::2]] == ["T-4"]
     assert billing.stderr.strip() == "1 open task (1 open, 0 claimed) in queue billing"
 
     everything = run_forewarn(["tasks", "--all", "--queue", "billing"], env)
     assert everything.returncode == 0, everything.stderr
-    assert [line.split()[:3] + line.split()[-1:] for line in everything.stdout.splitlines()[::2]] == [
-        ["P2", "billing", "open", "T-4"], ["P2", "billing", "cancelled", "T-5"]]
+    assert [line.split()[:4] for line in everything.stdout.splitlines()[::2]] == [
+        ["T-4", "P2", "billing", "open"], ["T-5", "P2", "billing", "cancelled"]]
+
+
+def test_task_show_prints_the_latest_version_and_json_has_structured_fields(kafka_bootstrap, some_tasks, tmp_path):
+    env = forewarn_env(kafka_bootstrap, some_tasks, tmp_path)
+    shown = run_forewarn(["task", "show", "T-1"], env)
+    assert shown.returncode == 0, shown.stderr
+    first = shown.stdout.splitlines()[0]
+    assert first.startswith("T-1  P2 customer-success  claimed by asha  due 2026-03-02 11:15 UTC")
+    assert "    Call the customer about T-1." not in shown.stdout and "  Call the customer about T-1." in shown.stdout
+    as_json = run_forewarn(["task", "show", "T-1", "--json"], env)
+    assert as_json.returncode == 0, as_json.stderr
+    record = json.loads(as_json.stdout)
+    assert record["task_id"] == "T-1" and record["status"] == "claimed" and "context" not in record
+    assert record["customer"] == {} and record["due_by"] == "2026-03-02T11:15:00Z"
+    missing = run_forewarn(["task", "show", "T-404"], env)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("forewarn: no task T-404 on ")
 
 
 def test_tasks_as_json_lines(kafka_bootstrap, some_tasks, tmp_path):

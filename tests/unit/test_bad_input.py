@@ -12,8 +12,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -138,7 +136,8 @@ ARGUMENTS = [
      "--queue 'sales' is not a queue; expected one of fulfillment, support-leads, swarm, customer-success, billing, "
      "it"),
     (["sql", "SELECT 1", "--format", "xml"], "--format 'xml' is not a format; expected one of table, csv, json"),
-    (["task", "reopen", "T-1", "--as", "asha"], "'reopen' is not a task action; expected one of claim, done, release"),
+    (["task", "reopen", "T-1", "--as", "asha"], "'reopen' is not a task action; expected one of show, claim, done, release"),
+    (["task", "claim", "T-1"], "`forewarn task claim` needs --as NAME: your name, which becomes the task's assignee"),
     (["task", "claim", "T-1", "--as", "asha", "--timeout", "0"], "--timeout 0: expected a number of seconds above 0"),
     (["task", "claim", " ", "--as", "asha"],
      "TASK_ID is empty; give the id of the task, as `forewarn tasks` shows it"),
@@ -155,7 +154,7 @@ ARGUMENTS = [
     (["demo", "--duration", "-5"], "--duration -5: expected a number of seconds above 0"),
     (["sql", "  "], "the query is empty"),
     (["reset"], "'reset' is not a command; expected one of "
-                + ", ".join(["up", "worker", "topics", "produce", "replay", "alerts", "tasks", "task", "sink", "sql",]
+                + ", ".join(["up", "worker", "topics", "status", "produce", "replay", "alerts", "tasks", "task", "sink", "sql",]
                             + ["rules", "demo"]) + " (see `forewarn --help`)"),
     (["topics", "delete"], "'delete' is not an action; expected one of create, list (see `forewarn topics --help`)"),
     (["sql"], "the following arguments are required: QUERY (see `forewarn sql --help`)"),
@@ -213,45 +212,6 @@ def test_an_unreachable_clickhouse_is_one_line_naming_the_address_and_the_settin
     line = refused_with(forewarn(argv, tmp_path / "data", FOREWARN_CLICKHOUSE=address))
     assert line == f"forewarn: cannot reach ClickHouse at http://127.0.0.1:{silent_port} (connection refused); " \
                    f"{UNREACHABLE_HINT}"
-
-
-class _RefusingClickHouse(BaseHTTPRequestHandler):
-    """Answers every request as a ClickHouse server answers a wrong password."""
-
-    def do_POST(self) -> None:  # noqa: N802 - the http.server API
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = (b"Code: 516. DB::Exception: ops: Authentication failed: password is incorrect, or there is no user "
-                b"with such name. (AUTHENTICATION_FAILED) (version 24.8.4.13 (official build))\n")
-        self.send_response(401)
-        self.send_header("X-ClickHouse-Exception-Code", "516")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def refusing_clickhouse():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _RefusingClickHouse)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.mark.parametrize("argv", [["sql", "SELECT 1"], ["sink"]])
-def test_a_clickhouse_refusing_the_login_is_one_line_naming_the_user_and_the_setting(tmp_path, refusing_clickhouse,
-                                                                                     argv):
-    line = refused_with(forewarn(argv, tmp_path / "data",
-                                 FOREWARN_CLICKHOUSE=f"http://ops:wrong@127.0.0.1:{refusing_clickhouse}/shop"))
-    assert line == (f"forewarn: ClickHouse at http://127.0.0.1:{refusing_clickhouse} refused to log in user 'ops' "
-                    f"(wrong user or password); set them in FOREWARN_CLICKHOUSE as "
-                    f"http(s)://user:password@host:port/database")
 
 
 def _network_failure(inner: BaseException) -> OperationalError:

@@ -87,18 +87,20 @@ def test_tasks_are_ordered_by_priority_then_due_by_then_task_id():
 # -- how they read
 
 
-def test_the_table_has_every_field_on_the_first_line_and_the_action_indented_below():
-    shown = [task("T-10", priority="P1", queue="fulfillment", due_by=T0, rule="order_short", customer_id="c-9"),
+def test_the_table_has_the_id_first_every_field_and_the_customers_name_on_one_line_and_the_action_below():
+    shown = [task("T-10", priority="P1", queue="fulfillment", due_by=T0, rule="order_short", customer_id="c-9",
+                  context={"customer_name": "Priya Nair"}),
              task("T-2", status="claimed", assignee="asha")]
     lines = task_table(shown)
     assert len(lines) == 4
-    assert lines[0].split() == ["P1", "fulfillment", "open", "2026-03-02", "09:15", "order_short", "c-9", "T-10"]
+    assert lines[0].split() == ["T-10", "P1", "fulfillment", "open", "2026-03-02", "09:15", "order_short", "Priya",
+                                "Nair", "(c-9)"]
     assert lines[1] == "    Call the customer and offer an alternative."
-    assert lines[2].split() == ["P2", "customer-success", "claimed", "by", "asha", "2026-03-02", "10:15",
-                                "out_of_stock_open_order", "c-1", "T-2"]
+    assert lines[2].split() == ["T-2", "P2", "customer-success", "claimed", "by", "asha", "2026-03-02", "10:15",
+                                "out_of_stock_open_order", "c-1"]
     # Columns line up: each field starts at the same place on every task's line.
     assert lines[0].index("2026-03-02") == lines[2].index("2026-03-02")
-    assert lines[0].index("T-10") == lines[2].index("T-2")
+    assert lines[0].index("P1") == lines[2].index("P2")
     assert task_table([]) == []
 
 
@@ -167,7 +169,7 @@ def test_the_command_refuses_bad_arguments_with_exit_2_before_looking_for_kafka(
 
 def test_an_action_the_command_does_not_know_is_refused_by_the_parser(no_kafka, capfd):
     assert cli.main(["task", "reopen", "T-1", "--as", "asha"]) == 2
-    assert capfd.readouterr().err == "forewarn: 'reopen' is not a task action; expected one of claim, done, release\n"
+    assert capfd.readouterr().err == "forewarn: 'reopen' is not a task action; expected one of show, claim, done, release\n"
 
 
 def test_the_actions_are_the_task_update_schema_s():
