@@ -416,8 +416,12 @@ def run_up(settings: Settings, workers: int = 1, sink: bool = True, reset: bool 
         try:
             bootstrap = stack.start()
             where = describe_broker(stack.broker)
-            store = settings.clickhouse or f"chDB in {settings.data_dir / 'clickhouse'}"
-            print(f"forewarn up: Kafka at {bootstrap} ({where}); {workers} detection worker(s); "
+            from streams.settings import clickhouse_address
+
+            store = (clickhouse_address(settings.clickhouse).shown if settings.clickhouse
+                     else f"chDB in {settings.data_dir / 'clickhouse'}")
+            print(f"forewarn up: Kafka at {bootstrap} ({where}); "
+                  f"{workers} detection {'worker' if workers == 1 else 'workers'}; "
                   f"topic prefix {settings.topic_prefix or '(none)'}; "
                   + (f"sink into {store} (log {stack.sink_log})" if sink else "no sink"), flush=True)
             print(f"forewarn up: recorded in {settings.endpoint_file}; commands run beside it find it. "
