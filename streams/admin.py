@@ -17,6 +17,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, TopicSpec
+from streams.words import counted
 
 __all__ = ["ensure_topics", "delete_topics", "TopicAdminError"]
 
@@ -77,7 +78,7 @@ def ensure_topics(
             failures.append(f"{name}: {_describe(error)}")
     if failures:
         raise TopicAdminError(
-            f"could not create {len(failures)} topic(s) on {bootstrap} "
+            f"could not create {counted(len(failures), 'topic')} on {bootstrap} "
             f"(partitions={settings.partitions}, replication_factor={settings.replication_factor}; "
             f"see FOREWARN_PARTITIONS / FOREWARN_REPLICATION_FACTOR):\n  " + "\n  ".join(failures)
         )
@@ -108,7 +109,8 @@ def delete_topics(bootstrap: str, names: Iterable[str]) -> list[str]:
         elif error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
             failures.append(f"{name}: {_describe(error)}")
     if failures:
-        raise TopicAdminError(f"could not delete topic(s) on {bootstrap}:\n  " + "\n  ".join(failures))
+        raise TopicAdminError(f"could not delete {counted(len(failures), 'topic')} on {bootstrap}:\n  "
+                              + "\n  ".join(failures))
     return deleted
 
 
@@ -169,9 +171,9 @@ def _warn_on_partition_mismatch(admin: AdminClient, names: list[str], partitions
         topic = metadata.topics.get(name)
         if topic is not None and topic.partitions and len(topic.partitions) != partitions:
             log.warning(
-                "topic %s already exists with %d partitions, not %d (FOREWARN_PARTITIONS); "
+                "topic %s already exists with %s, not %d (FOREWARN_PARTITIONS); "
                 "keys will not be co-partitioned with the other topics",
-                name, len(topic.partitions), partitions,
+                name, counted(len(topic.partitions), "partition"), partitions,
             )
 
 

@@ -33,6 +33,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Iterable, Mapping, NamedTuple, Sequence, TextIO
 
+from streams.words import counted
+
 __all__ = ["KAFKA_VERSION", "KafkaDistError", "broker_libs", "cache_dir", "main"]
 
 KAFKA_VERSION = "4.4.0"
@@ -382,8 +384,8 @@ class _Fetch:
         started = time.monotonic()
         if todo:
             resuming = f", resuming after {_megabytes(resumed)}" if resumed else ""
-            self.progress.say(f"fetching {self.what}: {len(todo)} files, {_megabytes(total)}, from {self.base_url} "
-                              f"into {self.dest} (once{resuming})")
+            self.progress.say(f"fetching {self.what}: {counted(len(todo), 'file')}, {_megabytes(total)}, "
+                              f"from {self.base_url} into {self.dest} (once{resuming})")
         try:
             for jar in todo:
                 self._fetch_verified(jar)
@@ -392,7 +394,7 @@ class _Fetch:
             self.progress.end_line()
         self._move_into_place()
         if todo:
-            self.progress.say(f"fetched {len(todo)} files ({_megabytes(total)}) in "
+            self.progress.say(f"fetched {counted(len(todo), 'file')} ({_megabytes(total)}) in "
                               f"{time.monotonic() - started:.1f} s")
 
     def _part(self, jar: Jar) -> Path:
@@ -419,13 +421,13 @@ class _Fetch:
             except OSError as exc:
                 raise _cache_error(exc, part) from None
             if attempt == 1:
-                self.progress.say(f"{jar.name} does not match the pinned list (SHA-256 {sha256}, {size} bytes); "
-                                  f"fetching it again")
+                self.progress.say(f"{jar.name} does not match the pinned list "
+                                  f"(SHA-256 {sha256}, {counted(size, 'byte')}); fetching it again")
         raise KafkaDistError(
             f"{jar.name} from {url} does not match the pinned list, twice: expected SHA-256 {jar.sha256} "
-            f"({jar.size} bytes), got {sha256} ({size} bytes); a mirror or proxy on the way may be altering "
-            f"it (FOREWARN_MAVEN_URL, https_proxy), or set FOREWARN_KAFKA_DIST to an Apache Kafka "
-            f"distribution on disk")
+            f"({counted(jar.size, 'byte')}), got {sha256} ({counted(size, 'byte')}); a mirror or proxy on "
+            f"the way may be altering it (FOREWARN_MAVEN_URL, https_proxy), or set FOREWARN_KAFKA_DIST to an "
+            f"Apache Kafka distribution on disk")
 
     def _download(self, jar: Jar, url: str, part: Path) -> None:
         """Fill `part` with what `url` holds, resuming what it has; retry transient failures."""
@@ -440,8 +442,7 @@ class _Fetch:
                 # A connection that keeps breaking but brings bytes each time is slow, not down.
                 failures = 1 if exc.progressed else failures + 1
                 if failures > len(self.retry_delays):
-                    attempts = f"{failures} attempt{'s' if failures > 1 else ''}"
-                    raise self._unreachable(f"{jar.name}: {exc.reason}; {attempts}") from None
+                    raise self._unreachable(f"{jar.name}: {exc.reason}; {counted(failures, 'attempt')}") from None
                 delay = self.retry_delays[failures - 1]
                 self.progress.say(f"{jar.name}: {exc.reason}; trying again in {delay:g} s")
                 time.sleep(delay)
@@ -506,7 +507,7 @@ class _Fetch:
                 except OSError as exc:
                     raise _cache_error(exc, part) from None
         if expected is not None and received < expected:
-            raise _Transient(f"connection closed after {have + received} of {have + expected} bytes",
+            raise _Transient(f"connection closed after {have + received} of {counted(have + expected, 'byte')}",
                              progressed=received > 0)
 
     def _start_over(self, part: Path, have: int) -> None:

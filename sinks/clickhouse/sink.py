@@ -60,7 +60,8 @@ from sinks import dlq
 from sinks.clickhouse.avro_blocks import ContainerFile, coordinates, derived_values
 from sinks.clickhouse.tables import DERIVED_COLUMNS, SINK_TOPICS, TABLE_FOR_TOPIC, DerivedColumn
 from streams import topics
-from streams.settings import Settings
+from streams.settings import Settings, clickhouse_address
+from streams.words import counted
 
 log = logging.getLogger("forewarn.sink")
 
@@ -252,8 +253,9 @@ class DeadLetters:
         for key, value, headers in failed:
             self._produce(key, value, headers)  # kept in the producer until it is acknowledged
         if left or failed:
+            unacknowledged = counted(left + len(failed), "dead letter")
             raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT,
-                                            f"{left + len(failed)} dead letters not acknowledged by Kafka yet"))
+                                            f"{unacknowledged} not acknowledged by Kafka yet"))
 
 
 class ClickHouseSink:
@@ -681,7 +683,8 @@ def run_sink(settings: Settings, bootstrap: str, stop: threading.Event, store: S
                         state["paused"] = True
                     if now - last_complaint > 30 or backoff == limits.min_backoff_s:
                         print(f"forewarn sink: cannot write ({sink.stats.store_error}); holding "
-                              f"{sink.buffered} messages uncommitted, retrying in {backoff:.1f}s", flush=True)
+                              f"{counted(sink.buffered, 'message')} uncommitted, retrying in {backoff:.1f}s",
+                              flush=True)
                         last_complaint = now
                     retry_at = now + backoff
                     backoff = min(backoff * 2, limits.max_backoff_s)
@@ -703,8 +706,8 @@ def run_sink(settings: Settings, bootstrap: str, stop: threading.Event, store: S
         try:
             flush_and_commit()
         except Exception as exc:  # noqa: BLE001 - reported; nothing unwritten was committed
-            print(f"forewarn sink: stopping with {sink.buffered} messages unwritten ({_one_line(exc)}); "
-                  f"they were not committed and will be read again", flush=True)
+            print(f"forewarn sink: stopping with {counted(sink.buffered, 'message')} unwritten ({_one_line(exc)}); "
+                  f"nothing unwritten was committed, so it will be read again", flush=True)
         write_status(settings, sink, len(state["assigned"]), state["paused"])
     finally:
         consumer.close()
@@ -731,9 +734,7 @@ def serve(settings: Settings, bootstrap: str, limits: SinkLimits = SinkLimits())
         _open_embedded_store(store)
         endpoint = QueryEndpoint(settings, lambda: store.client, store.lock).start()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    where = settings.clickhouse or f"chDB in {settings.data_dir / 'clickhouse'}"
-    print(f"forewarn sink: Kafka at {bootstrap}, group {settings.topic(GROUP)}; writing to {where}"
-          + (f"; queries at {endpoint.url}" if endpoint else ""), flush=True)
+    print(start_line(settings, bootstrap, endpoint.url if endpoint else None), flush=True)
     try:
         run_sink(settings, bootstrap, stop, store, limits)
     finally:
@@ -742,6 +743,14 @@ def serve(settings: Settings, bootstrap: str, limits: SinkLimits = SinkLimits())
         if endpoint is not None:
             endpoint.stop()
     return 0
+
+
+def start_line(settings: Settings, bootstrap: str, queries_url: str | None = None) -> str:
+    """What the sink prints on start: where it reads and where it writes, never a password."""
+    where = (clickhouse_address(settings.clickhouse).shown if settings.clickhouse
+             else f"chDB in {settings.data_dir / 'clickhouse'}")
+    return (f"forewarn sink: Kafka at {bootstrap}, group {settings.topic(GROUP)}; writing to {where}"
+            + (f"; queries at {queries_url}" if queries_url else ""))
 
 
 def _open_embedded_store(store: Store, patience_s: float = 30.0) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from streams.detectors.alerts import dedup_key
 from streams.detectors.lifecycle import Result, alert_for, iso, minutes, transition
 from streams.thresholds import Thresholds
+from streams.words import counted
 
 RULE = "support_backlog"
 # Answered tickets are kept this many targets after their answer, so a ticket_waiting read late still
@@ -80,12 +81,12 @@ def _judge(state: dict, at: int, limits: Thresholds, detected_at: int, cause: st
     channel = state["channel"]
     if status == "resolved":
         title = f"{channel} backlog cleared"
-        summary = (f"{count} {channel} tickets wait for a first reply, none past "
+        summary = (f"{counted(count, f'{channel} ticket')} waiting for a first reply, none past "
                    f"{limits.backlog_oldest_targets}x its target.")
     else:
         waited = minutes(at - oldest[1][0]) if oldest else "0 s"
-        title = f"{count} {channel} tickets waiting for a first reply (oldest {waited})"
-        summary = (f"The {channel} queue holds {count} tickets without a first reply; the oldest, "
+        title = f"{counted(count, f'{channel} ticket')} waiting for a first reply (oldest {waited})"
+        summary = (f"The {channel} queue holds {counted(count, 'ticket')} without a first reply; the oldest, "
                    f"{oldest[0] if oldest else '-'}, has waited {waited}. Move people to {channel} or steer "
                    f"customers to another channel.")
     details = {"waiting": count, "overdue": len(overdue), "oldest_ticket": oldest[0] if oldest else None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from streams.detectors.alerts import dedup_key, merge_evidence
 from streams.detectors.lifecycle import Result, alert_for, already_applied, iso, minutes, transition
 from streams.thresholds import Thresholds
+from streams.words import counted
 
 RULE = "complaint_spike"
 
@@ -89,13 +90,15 @@ def _judge(state: dict, now: int, limits: Thresholds, detected_at: int, cause: s
     mean = sum(history) / len(history)
     if status == "resolved":
         title = f"Complaints about {category} back under the spike threshold"
-        summary = f"{count} {category} tickets in the window from {iso(current)}, under the threshold of {threshold}."
+        summary = (f"{counted(count, f'{category} ticket')} in the window from {iso(current)}, "
+                   f"under the threshold of {threshold}.")
     else:
         channels = state["channels"].get(str(current), {})
-        title = f"Complaint spike: {count} {category} tickets in {window}"
-        summary = (f"{count} tickets about {category} since {iso(current)}, against {mean:.1f} per {window} "
-                   f"over the previous {len(history)} windows (threshold {threshold}). Find the common cause; "
-                   f"by channel: " + ", ".join(f"{c} {n}" for c, n in sorted(channels.items())))
+        title = f"Complaint spike: {counted(count, f'{category} ticket')} in {window}"
+        summary = (f"{counted(count, 'ticket')} about {category} since {iso(current)}, "
+                   f"against {mean:.1f} per {window} over the previous {counted(len(history), 'window')} "
+                   f"(threshold {threshold}). Find the common cause; by channel: "
+                   + ", ".join(f"{c} {n}" for c, n in sorted(channels.items())))
     details = {"count": count, "threshold": threshold, "previous_mean": f"{mean:.2f}", "window_start": iso(current),
                "window": window}
     return [alert_for(track, status, rule=RULE, audience="ops", key=key, title=title, summary=summary,

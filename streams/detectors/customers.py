@@ -22,6 +22,7 @@ import json
 from streams.detectors.alerts import dedup_key
 from streams.detectors.lifecycle import Result, alert_for, iso, minutes, transition
 from streams.thresholds import Thresholds
+from streams.words import counted
 
 REPEAT_RULE = "repeat_contact"
 FEEDBACK_RULE = "negative_feedback"
@@ -115,8 +116,8 @@ def _repeat(state: dict, ts: int, limits: Thresholds, customers: dict, detected_
     else:
         span = minutes(latest["ts"] - chain[0]["ts"])
         reasons = [r for r, on in (("about the same order", same_order), ("on another channel", other_channel)) if on]
-        title = f"{who} contacted support {len(chain)} times in {span}"
-        summary = (f"{who} ({tier}) opened {len(chain)} tickets within {span}"
+        title = f"{who} contacted support {counted(len(chain), 'time')} in {span}"
+        summary = (f"{who} ({tier}) opened {counted(len(chain), 'ticket')} within {span}"
                    + (f", {' and '.join(reasons)}" if reasons else "")
                    + ". One senior person should own this with the whole history below; do not ask the customer "
                      "to explain again. Earlier: "

@@ -17,6 +17,7 @@ from __future__ import annotations
 from streams.detectors.alerts import dedup_key
 from streams.detectors.lifecycle import Result, alert_for, iso, minutes, note_evidence, signal, transition
 from streams.thresholds import Thresholds
+from streams.words import counted
 
 LATE_RULE = "late_shipment"
 PAYMENT_RULE = "payment_failed"
@@ -255,9 +256,9 @@ def _visibility(state: dict, limits: Thresholds, customers: dict, detected_at: i
     else:
         resolution = None
         title = f"Order {order_id} missing from {who}'s account"
-        summary = (f"{who} ({tier}) looked up order {order_id} in their account {len(misses)} time(s) and it was "
-                   f"not found, although it was placed at {iso(state['placed_ts'])}. The account view is not "
-                   f"showing orders: confirm the order to the customer and fix the account view.")
+        summary = (f"{who} ({tier}) looked up order {order_id} in their account {counted(len(misses), 'time')} "
+                   f"and it was not found, although it was placed at {iso(state['placed_ts'])}. The account view "
+                   f"is not showing orders: confirm the order to the customer and fix the account view.")
     details = {"placed_at": iso(state["placed_ts"]), "lookups_not_found": len(misses),
                "last_lookup_at": iso(latest[0]), "last_lookup_page": latest[4], "session_id": latest[3],
                "resolution": resolution}

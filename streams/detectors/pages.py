@@ -12,6 +12,7 @@ from __future__ import annotations
 from streams.detectors.alerts import dedup_key, merge_evidence
 from streams.detectors.lifecycle import Result, alert_for, already_applied, minutes, transition
 from streams.thresholds import Thresholds
+from streams.words import counted
 
 ERROR_RULE = "web_error_spike"
 LOSS_RULE = "cart_loss_spike"
@@ -119,14 +120,15 @@ def _error_spike(state: dict, now: int, limits: Thresholds, detected_at: int, ca
     page = state["page"]
     if status == "resolved":
         title, summary = f"Server errors on {page} back to normal", (
-            f"{page} had {errors} server errors in {hits} requests over the last {span}, under the thresholds.")
+            f"{page} had {counted(errors, 'server error')} in {counted(hits, 'request')} over the last {span}, "
+            f"under the thresholds.")
     else:
-        title = f"{errors} server errors on {page} in {span} ({share:.0f}% of requests)"
-        summary = (f"{page} answered {errors} of {hits} requests with status {limits.web_error_status} or above "
-                   f"in the last {span}. Customers on this page are failing to shop; check the service "
-                   f"behind it.")
+        title = f"{counted(errors, 'server error')} on {page} in {span} ({share:.0f}% of requests)"
+        summary = (f"{page} answered {errors} of {counted(hits, 'request')} with status "
+                   f"{limits.web_error_status} or above in the last {span}. Customers on this page are failing "
+                   f"to shop; check the service behind it.")
     details = {"errors": errors, "requests": hits, "error_percent": f"{share:.1f}", "window": span,
-               "threshold": f">= {limits.web_error_min} errors and >= {limits.web_error_percent}%"}
+               "threshold": f">= {counted(limits.web_error_min, 'error')} and >= {limits.web_error_percent}%"}
     return [alert_for(track, status, rule=ERROR_RULE, audience="it", key=key, title=title, summary=summary,
                       details=details, event_ts=now, detected_at=detected_at, page=page)]
 
@@ -152,10 +154,11 @@ def _loss_spike(state: dict, now: int, limits: Thresholds, detected_at: int, cau
     page = state["page"]
     if status == "resolved":
         title = f"Carts no longer lost after {page}"
-        summary = f"Fewer than {limits.cart_loss_spike_sessions} sessions lost their cart after {page} in the last {window}."
+        summary = (f"Fewer than {counted(limits.cart_loss_spike_sessions, 'session')} lost their cart after {page} "
+                   f"in the last {window}.")
     else:
-        title = f"{len(sessions)} sessions lost their cart after visiting {page}"
-        summary = (f"{len(sessions)} sessions lost their cart within {window} after visiting {page}: "
+        title = f"{counted(len(sessions), 'session')} lost their cart after visiting {page}"
+        summary = (f"{counted(len(sessions), 'session')} lost their cart within {window} after visiting {page}: "
                    f"the page likely drops the cart (a site defect). Customer service has one alert per session.")
     customers = sorted({loss[3] for loss in losses if loss[3]})
     details = {"sessions": len(sessions), "window": window, "session_ids": ",".join(sessions[:50]),

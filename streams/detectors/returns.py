@@ -18,6 +18,7 @@ import collections
 from streams.detectors.alerts import dedup_key
 from streams.detectors.lifecycle import Result, alert_for, minutes, transition
 from streams.thresholds import DAY_MS, Thresholds
+from streams.words import counted
 
 RULE = "return_spike"
 
@@ -68,12 +69,14 @@ def evaluate(state: dict, now: int, limits: Thresholds, catalog: dict, ordered: 
     window = minutes(limits.return_spike_window_ms)
     if status == "resolved":
         title = f"Returns of {name} back to normal"
-        summary = f"{name} ({state['sku']}): {len(returns)} returns in {window}, {share:.0f}% of units ordered."
+        summary = (f"{name} ({state['sku']}): {counted(len(returns), 'return')} in {window}, "
+                   f"{share:.0f}% of units ordered.")
     else:
-        title = f"{name}: {len(returns)} returns in {window} ({share:.0f}% of units ordered)"
-        summary = (f"{name} ({state['sku']}) came back {len(returns)} times ({returned} units) in {window}, "
-                   f"against {ordered} units ordered in {minutes(limits.return_spike_orders_window_ms)}. Top reasons: "
-                   + "; ".join(f"{reason} ({units} units)" for reason, units in top)
+        title = f"{name}: {counted(len(returns), 'return')} in {window} ({share:.0f}% of units ordered)"
+        summary = (f"{name} ({state['sku']}) came back {counted(len(returns), 'time')} "
+                   f"({counted(returned, 'unit')}) in {window}, against {counted(ordered, 'unit')} ordered in "
+                   f"{minutes(limits.return_spike_orders_window_ms)}. Top reasons: "
+                   + "; ".join(f"{reason} ({counted(units, 'unit')})" for reason, units in top)
                    + ". Check the product and its description.")
     details = {"returns": len(returns), "units_returned": returned, "units_ordered": ordered,
                "return_percent": f"{share:.1f}", "top_reasons": "; ".join(f"{r}={n}" for r, n in top),

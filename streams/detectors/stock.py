@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from typing import Mapping
 
 from streams.thresholds import DAY_MS
+from streams.words import counted
 from streams.detectors.alerts import (
     OPEN,
     RESOLVED,
@@ -449,9 +450,9 @@ def _rollup_transition(
         title = f"{name} ({sku}) no longer short on open orders"
         summary = f"Stock of {name} ({sku}) now covers every open order."
     else:
-        title = f"{name} ({sku}) short on {_counted(orders, 'open order')}"
+        title = f"{name} ({sku}) short on {counted(orders, 'open order')}"
         summary = (
-            f"{name} ({sku}) is {_counted(units, 'unit')} short across {_counted(orders, 'open order')}: "
+            f"{name} ({sku}) is {counted(units, 'unit')} short across {counted(orders, 'open order')}: "
             f"{available} available against {open_demand} ordered. "
             f"Customer service has one alert per affected order."
         )
@@ -648,11 +649,6 @@ def _money(cents: int) -> str:
     return f"{cents / 100:.2f}"
 
 
-def _counted(n: int, noun: str) -> str:
-    """`1 unit`, `2 units`."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
 def _iso(ms: int | None) -> str:
     if ms is None:
         return ""
@@ -706,7 +702,7 @@ def _order_alert(
         lines = []
     for line in lines:
         details[f"short.{line['sku']}"] = (
-            f"{line['name']}: {line['short']} of {_counted(line['ordered'], 'unit')} short "
+            f"{line['name']}: {line['short']} of {counted(line['ordered'], 'unit')} short "
             f"({line['available']} in stock)"
         )
         details[f"alternatives.{line['sku']}"] = "; ".join(
@@ -732,7 +728,7 @@ def _order_alert(
                 + (f"; offer {offer}" if offer else "; no in-stock alternative")
             )
         units = sum(line["short"] for line in lines)
-        title = f"Order {order_id}: {_counted(len(lines), 'item')} out of stock ({_counted(units, 'unit')})"
+        title = f"Order {order_id}: {counted(len(lines), 'item')} out of stock ({counted(units, 'unit')})"
         summary = f"{who} ({tier}) has an open order {order_id} that cannot ship complete: " + " | ".join(parts)
     return alert_record(
         alert_id=state["alert"]["alert_id"],

@@ -22,6 +22,7 @@ import json
 from streams.detectors.alerts import dedup_key
 from streams.detectors.lifecycle import Result, alert_for, is_open, signal, transition
 from streams.thresholds import Thresholds
+from streams.words import counted
 
 RULE = "cart_lost"
 PAGE_SIGNALS = "forewarn-page-signals"
@@ -118,10 +119,9 @@ def _cart_lost(state: dict, active: bool, event: dict, limits: Thresholds, detec
         summary = f"The cart {who} lost after {page} is no longer a problem: {resolution.replace('_', ' ')}."
     else:
         lost_count = state.get("lost_count", 0)
-        items = "item" if lost_count == 1 else "items"
-        title = f"Cart emptied after {page}: {lost_count} {items} lost"
+        title = f"Cart emptied after {page}: {counted(lost_count, 'item')} lost"
         summary = (f"{who} had {skus} in the cart; a cart view after visiting {page} showed "
-                   f"{lost_count} fewer {items}. Reach out with the items so the sale is not lost.")
+                   f"{counted(lost_count, 'fewer item')}. Reach out with the items so the sale is not lost.")
     details = {"lost_skus": ",".join(sorted(lost)), "lost_items_json": json.dumps(lost, sort_keys=True),
                "last_page": page, "items_lost": state.get("lost_count", 0), "resolution": resolution}
     alert = alert_for(track, status, rule=RULE, audience="cs", key=key, title=title, summary=summary,

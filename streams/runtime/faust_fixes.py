@@ -35,6 +35,8 @@ import time
 from importlib import metadata
 from typing import Awaitable, Callable, Iterable
 
+from streams.words import counted
+
 log = logging.getLogger(__name__)
 
 FAUST_VERSION = "0.15.3"
@@ -340,7 +342,7 @@ async def buffer_flush(self, timeout: float | None = None) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise BufferFlushTimeout(
-                f"{target - self.__dict__.get('_forewarn_sent', 0)} records still in Faust's "
+                f"{counted(target - self.__dict__.get('_forewarn_sent', 0), 'record')} still in Faust's "
                 f"producer buffer after {timeout:.0f}s")
         self.message_sent.clear()
         try:

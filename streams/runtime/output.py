@@ -22,6 +22,7 @@ import time
 from confluent_kafka import KafkaError, Producer
 
 from streams.brokers import confluent_producer_overrides
+from streams.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,8 @@ class Output:
         delay = 0.001
         while self.delivered < target and not self.failures:
             if loop.time() > deadline:
-                raise OutputFailed(f"{target - self.delivered} records not acknowledged within {timeout_s:.0f}s")
+                raise OutputFailed(f"{counted(target - self.delivered, 'record')} not acknowledged within "
+                                   f"{timeout_s:.0f}s")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
         if self.failures:

@@ -42,6 +42,7 @@ from streams.runtime.stage import Stage, StageContext
 from streams.runtime.state import DeadlineIndex, StageTable
 from streams.settings import Settings
 from streams.skew import FUTURE_TIMESTAMP, future_timestamp
+from streams.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -318,7 +319,7 @@ class Runtime:
         ready_marker = self.datadir / "ready"
         if assigned and not ready_marker.exists():
             # Processes that supervise this worker (forewarn up, demo, tests) wait for this file.
-            ready_marker.write_text(f"{len(assigned)} partitions assigned\n")
+            ready_marker.write_text(f"{counted(len(assigned), 'partition')} assigned\n")
 
     async def _seed_clock(self, assigned) -> None:
         """Tell the clock the last event of each caught-up partition it has read nothing from (streams.clock).
@@ -335,7 +336,8 @@ class Runtime:
         try:
             found = await loop.run_in_executor(None, last_events, self.bootstrap, wanted, self.codec)
         except Exception:  # noqa: BLE001 - the clock then waits for the next event, as before
-            log.warning("could not read the last events of %d partitions for the clock", len(wanted), exc_info=True)
+            log.warning("could not read the last events of %s for the clock", counted(len(wanted), "partition"),
+                        exc_info=True)
             return
         for tp, (event_ts, written_wall) in found.items():
             self.clock.seed(tp, event_ts, min(written_wall, wall_ms()))

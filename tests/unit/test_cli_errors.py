@@ -137,7 +137,7 @@ def test_a_line_stamped_in_the_future_is_reported_by_line_and_field_and_the_rest
 @pytest.mark.parametrize("failure, words", [
     (KafkaException(KafkaError(KafkaError._TRANSPORT, "Failed to get metadata: Local: Broker transport failure")),
      ["Kafka: Failed to get metadata: Local: Broker transport failure", "FOREWARN_KAFKA"]),
-    (TopicAdminError("could not create 1 topic(s) on 127.0.0.1:9"), ["could not create 1 topic(s)", "FOREWARN_KAFKA"]),
+    (TopicAdminError("could not create 1 topic on 127.0.0.1:9"), ["could not create 1 topic", "FOREWARN_KAFKA"]),
     (BrokerStartError("the embedded broker exited with status 1 while starting"),
      ["could not start the embedded broker", "FOREWARN_KAFKA"]),
     (PermissionError(13, "Permission denied", "/nope/endpoints.json"), ["/nope/endpoints.json: Permission denied"]),

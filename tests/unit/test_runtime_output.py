@@ -25,7 +25,7 @@ def test_records_not_acknowledged_make_settled_fail_so_their_offsets_are_not_com
     output = unreachable_output()
     try:
         output.send("t", b"k", b"v")
-        with pytest.raises(OutputFailed, match="1 records not acknowledged"):
+        with pytest.raises(OutputFailed, match="1 record not acknowledged"):
             asyncio.run(output.settled(timeout_s=0.5))
         assert output.sent == 1 and output.delivered == 0
     finally:
