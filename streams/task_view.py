@@ -113,9 +113,10 @@ def render(task: dict, now_ms: int) -> str:
     if lost:
         lines.append("")
         lines.append(f"Cart lost after {view['evidence'].get('last_page', 'a page')}")
-        for sku, qty in sorted(lost.items()):
-            lines.append(f"  {sku} x{qty}")
-    shown = {"order_id", "last_page", "customer_name", "customer_tier"}
+        named = view["evidence"].get("cart_lost_products")
+        for item in named.split(", ") if named else [f"{sku} x{qty}" for sku, qty in sorted(lost.items())]:
+            lines.append(f"  {item}")
+    shown = {"order_id", "last_page", "customer_name", "customer_tier", "cart_lost_products", "lost_skus"}
     evidence = {k: v for k, v in view["evidence"].items() if k not in shown and not k.startswith("short.")}
     if evidence:
         lines.append("")

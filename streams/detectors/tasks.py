@@ -79,24 +79,37 @@ def priority_for(severity: str, tier: str | None, lifetime_value_cents: int, due
     return "P4"
 
 
-def new_task(alert: dict, customer: dict) -> dict:
+def new_task(alert: dict, customer: dict, catalog: dict | None = None) -> dict:
     """The first version of the task for `alert` (status open)."""
     task = {"task_id": task_id_for(alert["alert_id"]), "alert_id": alert["alert_id"], "rule": alert["rule"],
             "customer_id": alert["customer_id"], "status": "open", "assignee": None,
             "created_at": alert["event_ts"], "updated_at": alert["event_ts"]}
-    return refresh(task, alert, customer)
+    return refresh(task, alert, customer, catalog)
 
 
-def refresh(task: dict, alert: dict, customer: dict) -> dict:
-    """Priority, queue, action, due time and context from the latest alert version."""
+def products(items: dict[str, int], catalog: dict | None) -> str:
+    """`Ethiopia Yirgacheffe 1kg (ETH-1KG) x2, ...` for {sku: qty}: the names a rep can say to a customer."""
+    named = []
+    for sku, qty in sorted(items.items()):
+        name = ((catalog or {}).get(sku) or {}).get("name")
+        named.append(f"{name} ({sku}) x{qty}" if name else f"{sku} x{qty}")
+    return ", ".join(named)
+
+
+def refresh(task: dict, alert: dict, customer: dict, catalog: dict | None = None) -> dict:
+    """Priority, queue, action, due time and context from the latest alert version.
+
+    `catalog` (SKU -> catalog item) names the products of a lost cart.
+    """
     queue, action, minutes_left = TASK_RULES[alert["rule"]]
     details = alert.get("details") or {}
     due_by = int(details["due_by_ms"]) if details.get("due_by_ms") else task["created_at"] + minutes_left * MINUTE_MS
     priority = priority_for(alert["severity"], customer.get("tier"), int(customer.get("lifetime_value_cents") or 0),
                             due_by - alert["event_ts"])
     who = customer.get("name") or alert["customer_id"]
+    lost = _json_dict(details.get("lost_items_json"))
     words = {"who": who, "order": alert.get("order_id") or "-", "ticket": alert.get("ticket_id") or "-",
-             "skus": details.get("lost_skus") or alert.get("sku") or "items", "tickets": details.get("tickets", "2"),
+             "skus": products(lost, catalog) if lost else details.get("lost_skus") or alert.get("sku") or "items", "tickets": details.get("tickets", "2"),
              "feedback": details.get("feedback_type", "feedback").replace("_", " "), "score": details.get("score", "")}
     context = {f"alert.{k}": v for k, v in details.items() if k != "due_by_ms"}
     context.update({"alert_title": alert["title"], "alert_summary": alert["summary"],
@@ -109,16 +122,27 @@ def refresh(task: dict, alert: dict, customer: dict) -> dict:
     for field in ("order_id", "ticket_id", "sku", "session_id", "page"):
         if alert.get(field):
             context[field] = alert[field]
+    if lost:
+        context["cart_lost_products"] = products(lost, catalog)
     return dict(task, priority=priority, queue="swarm" if priority == "P1" else queue,
                 action=action.format(**words), due_by=due_by, context=context)
 
 
-def apply_alert(state: dict | None, alert: dict, customer: dict) -> tuple[dict | None, dict | None]:
+def _json_dict(text: str | None) -> dict:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def apply_alert(state: dict | None, alert: dict, customer: dict,
+                catalog: dict | None = None) -> tuple[dict | None, dict | None]:
     """A new version of the alert behind a task: (new state, task version to publish or None)."""
     if state is None:
         if alert["status"] == "resolved":
             return None, None  # resolved before a task existed: nothing to do
-        task = new_task(alert, customer)
+        task = new_task(alert, customer, catalog)
         return {"task": task, "actions": []}, task
     task = state["task"]
     if task["status"] in ("done", "cancelled"):
@@ -137,7 +161,7 @@ def apply_alert(state: dict | None, alert: dict, customer: dict) -> tuple[dict |
                       f"well, then mark the task done.")
             task = dict(task, context=context, action=action, updated_at=updated_at)
     else:
-        task = dict(refresh(task, alert, customer), updated_at=updated_at)
+        task = dict(refresh(task, alert, customer, catalog), updated_at=updated_at)
     if task == state["task"]:
         return state, None
     state["task"] = task

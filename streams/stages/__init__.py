@@ -134,7 +134,7 @@ def build_stages(settings: Settings, reference: Callable[[], Reference]) -> list
         if schema == SIGNAL:
             alert = json.loads(record["data"]["alert"])
             state, version = tasks.apply_alert(ctx.get(record["key"]), alert,
-                                               people(ctx).get(alert["customer_id"]) or {})
+                                               people(ctx).get(alert["customer_id"]) or {}, catalog(ctx))
             return record["key"], Result(state, tasks=[version] if version else [])
         state, version, rejection = tasks.apply_update(ctx.get(record["task_id"]), record, now_ms=ctx.wall_ms)
         return record["task_id"], Result(state, tasks=[version] if version else [],

@@ -92,6 +92,13 @@ def test_task_created_with_queue_priority_and_self_contained_context():
     assert task["due_by"] == T0 + 60 * MINUTE_MS
 
 
+def test_a_lost_cart_task_names_the_products_not_only_their_codes():
+    lost = alert(lost_items_json='{"ETH": 2, "GONE": 1}')
+    _, task = tasks.apply_alert(None, lost, STANDARD, {"ETH": {"name": "Ethiopia Yirgacheffe 1kg"}})
+    assert "their cart lost Ethiopia Yirgacheffe 1kg (ETH) x2, GONE x1 on our site" in task["action"]
+    assert task["context"]["cart_lost_products"] == "Ethiopia Yirgacheffe 1kg (ETH) x2, GONE x1"
+
+
 def test_hardest_most_valuable_cases_go_to_swarm():
     _, task = tasks.apply_alert(None, alert(severity="critical", rule="support_sla_breach",
                                             due_by_ms=str(T0 + 10 * MINUTE_MS)), PLATINUM)

@@ -59,3 +59,10 @@ def test_the_json_form_holds_structured_fields_not_json_in_strings():
     assert "context" not in view and not any(k.endswith("_json") for k in view["evidence"])
     text = render(tasks.new_task(alert, PRIYA), now_ms=T0)
     assert "  TK-1 (email, 2026-03-02T09:00:00Z, order O-1, open): मेरा ऑर्डर कहाँ है?" in text
+
+
+def test_a_lost_cart_shows_the_products_by_name():
+    alert = dict(out_of_stock_alert(), rule="cart_lost", order_id=None,
+                 details={"lost_skus": "ETH-1KG", "lost_items_json": '{"ETH-1KG": 2}', "last_page": "/shop/filters"})
+    text = render(tasks.new_task(alert, PRIYA, {"ETH-1KG": {"name": "Ethiopia 1kg"}}), now_ms=T0)
+    assert "Cart lost after /shop/filters\n  Ethiopia 1kg (ETH-1KG) x2" in text
