@@ -293,6 +293,13 @@ def _resimulate(
             now_short = short.get(order_id, 0)
             if now_short == told or (told_ts is not None and ts < told_ts):
                 continue
+            own = state["lines"].get(order_id)
+            if now_short == 0 and own is not None and own.get("closed_ts") == ts:
+                # The order's own line closed: its own close event ends the episode, with its own
+                # reason (cancelled, shipped), whichever of the two the order stage reads first.
+                outcome.shortages.append(_tell_shortage(state, order_id, ts, 0, level, level_event,
+                                                        own["close_event_id"], LINE_CLOSED))
+                continue
             outcome.shortages.append(
                 _tell_shortage(state, order_id, ts, now_short, level, level_event, cause_event_id, reason))
         demand = sum(line["qty"] for line in open_lines.values())
@@ -351,6 +358,10 @@ def _append_newest(
     )
     _maybe_trim(state, horizon_ms)
     return outcome
+
+
+# LineShortage.reason when an order's shortage ends because its own line closed.
+LINE_CLOSED = "line_closed"
 
 
 def _tell_shortage(state: dict, order_id: str, ts: int, short: int, level: int | None, level_event: str | None,
@@ -561,6 +572,12 @@ def apply_line_shortage(
             return Outcome(state)
         if shortage["short"] == 0 and not _alert_is_open(state):
             return Outcome(state)
+    elif shortage["short"] == 0 and shortage.get("reason") == LINE_CLOSED:
+        # The SKU stage saw this order's line close, so the order's close event was processed
+        # once: if this state does not show it yet (a worker that took the partition over reads
+        # the two topics in any order), the event is read again and resolves the alert with its
+        # own reason. Resolving here would call a cancelled order "restocked".
+        return Outcome(state)
     sku = shortage["sku"]
     before = dict(state["short"])
     if shortage["short"] > 0:

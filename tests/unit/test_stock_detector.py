@@ -9,6 +9,7 @@ import pytest
 from streams.detectors.stock import (
     ROLLUP_RULE,
     RULE,
+    LINE_CLOSED,
     Reference,
     allocate_oldest_first,
     alternatives_for,
@@ -491,3 +492,48 @@ def test_the_quick_path_for_a_newest_line_gives_what_full_resimulation_gives(see
     monkeypatch.setattr(stock, "_FAST_APPEND", False)
     without = _run_sku_stage(events)
     assert with_quick_path == without
+
+
+def cancelled_with_shortages_told(p: TwoStages, order_id: str, ts: int) -> list[dict]:
+    """Cancel `order_id` through both stages; the shortages the SKU stage told on the way."""
+    told: list[dict] = []
+    original = p._after_sku
+
+    def spy(sku, out):
+        told.extend(out.shortages)
+        return original(sku, out)
+
+    p._after_sku = spy
+    try:
+        p.order(order_id, "cancelled", ts=ts)
+    finally:
+        p._after_sku = original
+    return told
+
+
+def test_the_sku_stage_tells_a_closed_line_that_it_closed():
+    p = TwoStages()
+    p.stock("A", 1, ts=0)
+    p.order("O1", "placed", ts=100, lines=[("A", 3)])
+    told = cancelled_with_shortages_told(p, "O1", ts=200)
+    assert [(s["order_id"], s["short"], s["reason"]) for s in told] == [("O1", 0, LINE_CLOSED)]
+
+
+def test_a_worker_that_reads_the_skus_release_before_the_orders_own_cancellation_still_says_cancelled():
+    # After a takeover, the order stage's state may predate a cancellation it had processed (the
+    # event is read again), while the SKU stage's answer to the closed line is on its topic
+    # already. Read first, that answer must not resolve the order as "restocked".
+    import copy
+
+    p = TwoStages()
+    p.stock("A", 1, ts=0)
+    p.order("O1", "placed", ts=100, lines=[("A", 3)])
+    before_cancel = copy.deepcopy(p.orders["O1"])
+    (release,) = cancelled_with_shortages_told(p, "O1", ts=200)
+    assert p.alerts[-1]["details"]["resolution"] == "cancelled"  # as it went the first time
+    out = apply_line_shortage(before_cancel, release, p.ref, detected_at=NOW, max_alternatives=3)
+    assert out.alerts == []
+    event = {"event_id": "again", "ts": 200, "event_type": "cancelled", "order_id": "O1", "customer_id": "C1",
+             "lines": []}
+    out = apply_order_event(out.state, event, p.ref, detected_at=NOW, max_alternatives=3)
+    assert [(a["status"], a["details"]["resolution"]) for a in out.alerts] == [("resolved", "cancelled")]
