@@ -122,21 +122,35 @@ def lag_by_partition(bootstrap: str, group: str, topic_names: list[str],
 
 
 class LagProbe:
-    """Watches consumer groups' lag with one admin client for as long as it is open.
+    """Watches consumer groups' lag with one admin client (and a consumer per group) while it is open.
 
     Each look is three requests whatever the number of partitions: the
     metadata, the group's committed offsets, and the partitions' first and
     next offsets (ListOffsets, batched). A loop that asks every second should
     neither create and destroy Kafka clients each time nor send a request per
-    partition: besides the connections and threads, that is where the C
-    client has been seen to crash a process while brokers came and went.
+    partition.
+
+    Committed offsets are read by a consumer that carries the group's id
+    (``Consumer.committed``; it never subscribes, so it never joins the group),
+    not by the admin client's ListConsumerGroupOffsets. That is the one place
+    working around a defect of the C client (librdkafka issue #5040, open in
+    the version confluent-kafka 2.16 bundles): when the broker answers an
+    admin client's OffsetFetch with NOT_COORDINATOR, as it does while a
+    broker starts or the group's coordinator moves, the client asks its
+    consumer-group handle to look the coordinator up again, and an admin
+    client has none: a NULL dereference on a thread of the C client kills the
+    whole process with SIGSEGV, with no Python frame to report. A consumer has
+    that handle and simply asks again. tests/integration/test_lag_probe.py
+    reads lag from a broker that is still starting.
     """
 
     def __init__(self, bootstrap: str, timeout: float = 10.0) -> None:
         from confluent_kafka.admin import AdminClient
 
+        self.bootstrap = bootstrap
         self.timeout = timeout
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._readers: dict[str, Consumer] = {}
 
     def __enter__(self) -> "LagProbe":
         return self
@@ -145,14 +159,25 @@ class LagProbe:
         self.close()
 
     def close(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
         self.admin = None
+
+    def committed(self, group: str, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """The group's committed offsets (OFFSET_INVALID, negative, where it committed none)."""
+        reader = self._readers.get(group)
+        if reader is None:
+            reader = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group,
+                               "enable.auto.commit": False, "enable.auto.offset.store": False})
+            self._readers[group] = reader
+        return reader.committed(partitions, timeout=self.timeout)
 
     def total(self, group: str, topic_names: list[str]) -> int | None:
         behind = self.by_partition(group, topic_names)
         return None if behind is None else sum(behind.values())
 
     def by_partition(self, group: str, topic_names: list[str]) -> dict[tuple[str, int], int] | None:
-        from confluent_kafka import ConsumerGroupTopicPartitions
         from confluent_kafka.admin import OffsetSpec
 
         try:
@@ -166,14 +191,15 @@ class LagProbe:
             return None
         partitions = [TopicPartition(meta.topic, p) for meta in found for p in meta.partitions]
         try:
-            request = [ConsumerGroupTopicPartitions(group, partitions)]
-            committed = self.admin.list_consumer_group_offsets(request)[group].result(timeout=self.timeout)
+            committed = self.committed(group, partitions)
             # e.g. leadership moving after a broker restart fails these: unknown for now
             ends = self._offsets(partitions, OffsetSpec.latest())
             starts = self._offsets(partitions, OffsetSpec.earliest())
         except (KafkaException, TimeoutError):
             return None
-        offsets = {(tp.topic, tp.partition): tp.offset for tp in committed.topic_partitions}
+        if any(tp.error is not None for tp in committed):
+            return None
+        offsets = {(tp.topic, tp.partition): tp.offset for tp in committed}
         behind = {}
         for key in ends:
             done = offsets.get(key, -1)
