@@ -121,10 +121,16 @@ def customer_text(task: dict) -> str:
     return f"{name} ({task['customer_id']})" if name and name != task["customer_id"] else task["customer_id"]
 
 
+def problems_text(task: dict) -> str:
+    """The most urgent problem's rule, and how many more open ones the case has: `payment_failed +2`."""
+    still = [p for p in task.get("problems") or [] if p["status"] == "open"]
+    return task["rule"] + (f" +{len(still) - 1}" if len(still) > 1 else "")
+
+
 def task_table(tasks: list[dict]) -> list[str]:
-    """Two lines per task: its fields in aligned columns (the id first), then its action sentence, indented."""
+    """Two lines per case: its fields in aligned columns (the id first), then its action, indented."""
     rows = [[task["task_id"], task["priority"], task["queue"], status_text(task), utc_minute(task["due_by"]),
-             task["rule"], customer_text(task)] for task in tasks]
+             problems_text(task), customer_text(task)] for task in tasks]
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))] if rows else []
     lines = []
     for task, row in zip(tasks, rows):

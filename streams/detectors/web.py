@@ -29,6 +29,8 @@ PAGE_SIGNALS = "forewarn-page-signals"
 ORDER_SIGNALS = "forewarn-order-signals"
 # Event ids a session remembers to ignore redelivered events.
 RECENT_EVENTS = 50
+# Pages a session remembers, so a lost cart's task shows the way the customer came (oldest first).
+RECENT_PAGES = 5
 
 
 def new_session(session_id: str) -> dict:
@@ -81,6 +83,7 @@ def apply_web_event(state: dict | None, event: dict, limits: Thresholds, *, dete
             # All of a partly emptied cart's SKUs are named: which of them went, no event says.
             state["lost"] = dict(cart)
             state["lost_page"] = state["last_page"] or page
+            state["lost_pages"] = list(state.get("pages") or [state["lost_page"]])
             state["lost_count"] = implied - shown
             if shown == 0:
                 state["cart"], state["adjust"] = {}, 0
@@ -92,6 +95,8 @@ def apply_web_event(state: dict | None, event: dict, limits: Thresholds, *, dete
             result.extend(_cart_lost(state, True, event, limits, detected_at))
     if kind in ("page_view", "cart_add", "cart_remove", "checkout_started", "order_lookup"):
         state["last_page"] = page
+        if (state.get("pages") or [None])[-1] != page:
+            state["pages"] = ((state.get("pages") or []) + [page])[-RECENT_PAGES:]
     return result
 
 
@@ -123,7 +128,8 @@ def _cart_lost(state: dict, active: bool, event: dict, limits: Thresholds, detec
         summary = (f"{who} had {skus} in the cart; a cart view after visiting {page} showed "
                    f"{counted(lost_count, 'fewer item')}. Reach out with the items so the sale is not lost.")
     details = {"lost_skus": ",".join(sorted(lost)), "lost_items_json": json.dumps(lost, sort_keys=True),
-               "last_page": page, "items_lost": state.get("lost_count", 0), "resolution": resolution}
+               "last_page": page, "last_pages": " > ".join(state.get("lost_pages") or [page]),
+               "items_lost": state.get("lost_count", 0), "resolution": resolution}
     alert = alert_for(track, status, rule=RULE, audience="cs", key=key, title=title, summary=summary,
                       details=details, event_ts=event["ts"], detected_at=detected_at,
                       customer_id=state["customer_id"], session_id=state["session_id"], page=page,

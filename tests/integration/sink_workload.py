@@ -74,5 +74,18 @@ def mixed_events(n: int, seed: int = 5, realistic: bool = False) -> list[tuple[s
                                               "action": "Call the customer and offer an alternative.",
                                               "due_by": ts + 3_600_000, "status": "open", "assignee": None,
                                               "context": {"order_id": f"O-{i - 1}"}, "created_at": ts,
-                                              "updated_at": ts}))
+                                              "updated_at": ts, **(case_of(i, ts) if i % 2 == 0 else {})}))
     return events
+
+
+def case_of(i: int, ts: int) -> dict:
+    """A customer's second case with two problems (forewarn.OutreachTask version 2), one of them resolved."""
+    def problem(alert_id: str, rule: str, status: str, resolution: str | None) -> dict:
+        return {"alert_id": alert_id, "rule": rule, "status": status, "severity": "warning", "title": rule,
+                "summary": f"{rule} for C-{i % 17}", "action": f"Handle {rule}.", "queue": "customer-success",
+                "priority": "P2", "due_by": ts + 3_600_000, "order_id": f"O-{i - 1}", "ticket_id": None,
+                "sku": None, "resolution": resolution, "added_at": ts, "updated_at": ts,
+                "details": {"lines_json": '[{"sku": "S-1"}]'} if rule == "out_of_stock_open_order" else {}}
+
+    return {"case_number": 2, "problems": [problem(f"A-{i - 1}", "out_of_stock_open_order", "open", None),
+                                           problem(f"P-{i}", "payment_failed", "resolved", "payment_retried")]}

@@ -299,34 +299,94 @@ def test_out_of_stock_still_quiet_with_enough_stock(story):
     assert alerts_of(story["alerts"], "out_of_stock_open_order") == {}
 
 
-def task_for(story, dedup_key: str, status: str = "open") -> dict:
+def case_of(story, dedup_key: str, status: str = "open", more=lambda case: True) -> dict:
+    """The latest version of the case holding the alert of `dedup_key`, once its status is `status`."""
     alert = next(a for a in story["alerts"] if a["dedup_key"] == dedup_key)
 
     def found():
         versions = [t for t in read_all(story["bootstrap"], f"{story['prefix']}{topics.OUTREACH_TASKS.name}")
-                    if t["alert_id"] == alert["alert_id"]]
-        return versions[-1] if versions and versions[-1]["status"] == status else None
+                    if any(p["alert_id"] == alert["alert_id"] for p in t["problems"])]
+        return versions[-1] if versions and versions[-1]["status"] == status and more(versions[-1]) else None
 
-    return wait_for(found, 60, f"the {status} task of {dedup_key}")
+    return wait_for(found, 60, f"the {status} case of {dedup_key}")
 
 
-def test_tasks_for_customer_alerts_with_queues_and_cancellation(story):
-    cart = task_for(story, "cart_lost:sA")
-    assert cart["queue"] in ("customer-success", "swarm") and cart["customer_id"] == "C1"
-    assert cart["context"]["customer_name"] == "Arjun Mehta" and "ETH" in cart["action"]
-    assert task_for(story, "payment_failed:O-PAY")["queue"] in ("billing", "swarm")
-    assert task_for(story, "order_not_visible:O-VIS")["queue"] in ("it", "swarm")
-    # The SLA breach resolved (agent replied) before anyone claimed its task: cancelled.
-    assert task_for(story, "support_sla_breach:TK1", status="cancelled")
-    # Operations' roll-ups name no customer: no task.
+def problem_of(case: dict, rule: str) -> dict:
+    return next(p for p in case["problems"] if p["rule"] == rule)
+
+
+def test_cases_for_customer_alerts_with_queues_and_cancellation(story):
+    cart = problem_of(case_of(story, "cart_lost:sA"), "cart_lost")
+    assert cart["queue"] == "customer-success" and "ETH" in cart["action"]
+    assert problem_of(case_of(story, "payment_failed:O-PAY"), "payment_failed")["queue"] == "billing"
+    assert problem_of(case_of(story, "order_not_visible:O-VIS"), "order_not_visible")["queue"] == "it"
+    # The SLA breach resolved (agent replied) before anyone took the case, its only problem: cancelled.
+    breach = problem_of(case_of(story, "support_sla_breach:TK1", status="cancelled"), "support_sla_breach")
+    assert breach["status"] == "resolved" and breach["resolution"]
+    # Operations' roll-ups name no customer: no case.
     rollup = next(a for a in story["alerts"] if a["rule"] == "support_backlog")
-    tasks = read_all(story["bootstrap"], f"{story['prefix']}{topics.OUTREACH_TASKS.name}")
-    assert all(t["alert_id"] != rollup["alert_id"] for t in tasks)
+    cases = read_all(story["bootstrap"], f"{story['prefix']}{topics.OUTREACH_TASKS.name}")
+    assert all(p["alert_id"] != rollup["alert_id"] for t in cases for p in t["problems"])
+    # One case per customer: every version of a customer's cases carries one task id.
+    ids = {}
+    for case in cases:
+        ids.setdefault(case["customer_id"], set()).add(case["task_id"])
+    assert all(len(found) == 1 for found in ids.values()), ids
+
+
+def test_a_customer_with_four_problems_gets_one_case_with_four_problems(story):
+    # Arjun (C1) lost a cart, cannot see order O-VIS in his account, contacted us twice about it and
+    # gave a csat of 1: four rules, four teams' queues, one person to call him.
+    case = case_of(story, "cart_lost:sA", more=lambda c: len(c["problems"]) == 4)
+    assert case["customer_id"] == "C1" and case["status"] == "open" and case["case_number"] == 1
+    assert sorted(p["rule"] for p in case["problems"]) == ["cart_lost", "negative_feedback", "order_not_visible",
+                                                           "repeat_contact"]
+    assert all(p["status"] == "open" for p in case["problems"])
+    assert case["context"]["customer_name"] == "Arjun Mehta"
+    lead = min(case["problems"], key=lambda p: (p["priority"], p["due_by"], p["added_at"]))
+    assert (case["rule"], case["priority"]) == (lead["rule"], lead["priority"])
+    assert case["queue"] == ("swarm" if lead["priority"] == "P1" else lead["queue"])
+    for problem in case["problems"]:
+        assert problem["action"] in case["action"]
+    listed = run_forewarn(["tasks", "--json"], story["env"])
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [row["task_id"] for row in rows if row["customer_id"] == "C1"] == [case["task_id"]]
+
+
+def test_a_later_problem_joins_the_claimed_case_and_a_resolved_one_asks_to_confirm(story, tmp_path):
+    env = story["env"]
+    case = case_of(story, "cart_lost:sA", more=lambda c: len(c["problems"]) == 4)
+    claimed = run_forewarn(["task", "claim", case["task_id"], "--as", "asha"], env)
+    assert claimed.returncode == 0, claimed.stderr
+    later = Timeline()
+    later.web(310, "cart_add", "sC", "/shop/grinders", "C1", sku="GRND-80", qty=1, cart_item_count=1)
+    later.web(311, "page_view", "sC", "/shop/compare", "C1")
+    later.web(312, "cart_view", "sC", "/cart", "C1", cart_item_count=0)
+    later.web(313, "checkout_completed", "sA", "/checkout/done", "C1")  # the first lost cart: bought after all
+    replayed = run_forewarn(["replay", str(write_jsonl(tmp_path / "later.jsonl", later.items))], env)
+    assert replayed.returncode == 0, replayed.stderr
+
+    def settled(version):
+        carts = [p for p in version["problems"] if p["rule"] == "cart_lost"]
+        return len(carts) == 2 and any(p["status"] == "resolved" for p in carts)
+
+    after = case_of(story, "cart_lost:sA", status="claimed", more=settled)
+    assert after["task_id"] == case["task_id"] and after["assignee"] == "asha" and len(after["problems"]) == 5
+    first, second = [p for p in after["problems"] if p["rule"] == "cart_lost"]
+    assert first["status"] == "resolved" and first["resolution"] == "checked_out"
+    assert first["action"] == "It went away (checked out): confirm with Arjun Mehta that all is well."
+    assert second["status"] == "open" and "Burr Grinder B80 (GRND-80) x1" in second["action"]
+    assert second["details"]["last_pages"] == "/shop/grinders > /shop/compare"
+    assert "Went away since you took the case (cart_lost): confirm with Arjun Mehta" in after["action"]
+    shown = run_forewarn(["task", "show", case["task_id"]], env)
+    assert shown.returncode == 0, shown.stderr
+    assert "claimed by asha" in shown.stdout and "5 problems, 4 open" in shown.stdout
+    assert "Cart lost after /shop/grinders > /shop/compare" in shown.stdout
 
 
 def test_tasks_move_through_claim_and_done_from_the_cli(story):
     env = story["env"]
-    task = task_for(story, "cart_lost:sA")
+    task = case_of(story, "payment_failed:O-PAY")
     listed = run_forewarn(["tasks", "--json"], env)
     assert listed.returncode == 0, listed.stderr
     assert task["task_id"] in {json.loads(line)["task_id"] for line in listed.stdout.splitlines()}

@@ -182,6 +182,18 @@ def test_every_event_is_queryable_exactly_once(stack_env, kafka_bootstrap, tmp_p
         assert alert == [["2", ["o-9"], 250]]
         assert run_query(settings, "SELECT status, queue FROM outreach_tasks_latest WHERE task_id = 'K-10'").rows \
             == [["open", "customer-success"]]
+        # A case's problems arrive as Nested columns, a map in each; a task without them is case 1.
+        case = run_query(settings, "SELECT case_number, problems.alert_id, problems.status, problems.resolution, "
+                                   "problems.details FROM outreach_tasks WHERE task_id IN ('K-10', 'K-21') "
+                                   "ORDER BY task_id").rows
+        assert case == [[2, ["A-9", "P-10"], ["open", "resolved"], [None, "payment_retried"],
+                         [{"lines_json": '[{"sku": "S-1"}]'}, {}]],
+                        [1, [], [], [], []]]
+        assert run_query(settings, "SELECT rule, status, resolution FROM case_problems WHERE task_id = 'K-10' "
+                                   "ORDER BY alert_id").rows == [["out_of_stock_open_order", "open", None],
+                                                                 ["payment_failed", "resolved", "payment_retried"]]
+        assert run_query(settings, "SELECT problem_count, open_problems FROM outreach_cases_latest "
+                                   "WHERE task_id IN ('K-10', 'K-21') ORDER BY task_id").rows == [[2, 1], [1, 1]]
         # Queries from outside are read-only unless asked otherwise.
         refused = run_forewarn(["sql", "DROP TABLE order_events"], stack_env)
         assert refused.returncode == 2 and "forewarn: refused: DROP is a write; add --write to run it" in refused.stderr

@@ -74,7 +74,13 @@ SAMPLES: dict[str, dict] = {
         "task_id": "t-1", "alert_id": "a-1", "rule": "out_of_stock_open_order", "customer_id": "c-1",
         "priority": "P2", "queue": "customer-success", "action": "Call the customer and offer an alternative.",
         "due_by": T0 + 3_600_000, "status": "open", "assignee": None, "context": {"order_id": "o-1"},
-        "created_at": T0 + 5, "updated_at": T0 + 5,
+        "created_at": T0 + 5, "updated_at": T0 + 5, "case_number": 2,
+        "problems": [{"alert_id": "a-1", "rule": "out_of_stock_open_order", "status": "open", "severity": "warning",
+                      "title": "Order o-1 has short lines", "summary": "1 of 2 lines short",
+                      "action": "Call the customer and offer an alternative.", "queue": "fulfillment",
+                      "priority": "P2", "due_by": T0 + 3_600_000, "order_id": "o-1", "ticket_id": None, "sku": None,
+                      "resolution": None, "added_at": T0 + 5, "updated_at": T0 + 5,
+                      "details": {"lines_json": "[]"}}],
     },
     "forewarn.TaskUpdate": {
         "event_id": "tu-1", "ts": T0 + 60_000, "task_id": "t-1", "action": "claim", "assignee": "asha",
@@ -410,3 +416,32 @@ def test_messages_written_with_an_earlier_version_of_a_record_still_decode():
     # What the current version writes carries the phone.
     _, current = Codec().decode(Codec().encode("forewarn.Customer", dict(record, phone="+91 98200 12345")))
     assert current["phone"] == "+91 98200 12345"
+
+
+def test_a_task_written_before_cases_decodes_as_a_first_case_without_problems():
+    # An outreach task of version 1 (schemas/previous/forewarn.OutreachTask.v1.avsc: one task per alert)
+    # reads through the current schema as case 1 with an empty problem list; a reader of version 1
+    # decodes what the current version writes (its own fields, the rest skipped).
+    import json as _json
+
+    from schemas.codec import SCHEMA_DIR, SchemaStore
+
+    v1 = SchemaStore(directory=None)
+    v1.add(_json.loads((SCHEMA_DIR / "previous" / "forewarn.OutreachTask.v1.avsc").read_text()), current=True)
+    current = SAMPLES["forewarn.OutreachTask"]
+    old = {key: value for key, value in current.items() if key not in ("case_number", "problems")}
+    _, decoded = Codec().decode(Codec(store=v1).encode("forewarn.OutreachTask", old))
+    assert decoded == dict(old, case_number=1, problems=[])
+    # The other way: an old reader that knows only version 1 still gets its fields from a new message.
+    import fastavro
+
+    new_body = Codec().encode("forewarn.OutreachTask", current)
+    writer = Codec().store.current("forewarn.OutreachTask").parsed
+    reader = v1.current("forewarn.OutreachTask").parsed
+    from io import BytesIO
+
+    from schemas.codec import SINGLE_OBJECT_MARKER
+    assert new_body[:2] == SINGLE_OBJECT_MARKER
+    read = fastavro.schemaless_reader(BytesIO(new_body[10:]), writer, reader, return_record_name=False)
+    millis = {key: int(value.timestamp() * 1000) for key, value in read.items() if hasattr(value, "timestamp")}
+    assert dict(read, **millis) == old

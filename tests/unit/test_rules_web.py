@@ -35,6 +35,8 @@ def test_cart_emptied_after_moving_page_is_a_lost_cart_naming_skus_and_page():
     assert alert["rule"] == "cart_lost" and alert["audience"] == "cs"
     assert alert["details"]["lost_skus"] == "ETH"
     assert alert["details"]["last_page"] == "/shop/filters"
+    # The way the customer came, oldest first (the same page twice in a row counts once).
+    assert alert["details"]["last_pages"] == "/sale/eth > /shop/filters"
     assert alert["session_id"] == "s1" and alert["customer_id"] == "C-1"
     assert "w4" in alert["evidence"]
     losses = [s for s in signals if s[1]["kind"] == "cart_lost"]
