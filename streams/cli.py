@@ -155,8 +155,9 @@ def _parser() -> argparse.ArgumentParser:
     alerts.add_argument("--rule", type=_one_of("--rule", "a rule", rules), metavar="NAME",
                         help="only alerts of this rule (`forewarn rules` lists them)")
 
-    tasks = commands.add_parser("tasks", help="print the open and claimed outreach tasks, most urgent first",
-                                description="Print the latest version of each outreach task: open and claimed "
+    tasks = commands.add_parser("tasks", help="print the open and claimed outreach cases, most urgent first",
+                                description="Print each customer's current outreach case (one per customer, "
+                                            "with all their problems): open and claimed "
                                             "ones unless --all, by priority, then due time. The tasks go to "
                                             "standard output, a count line to standard error.")
     tasks.add_argument("--queue", metavar="Q", type=_one_of("--queue", "a queue", QUEUES),
@@ -164,7 +165,7 @@ def _parser() -> argparse.ArgumentParser:
     tasks.add_argument("--json", action="store_true", help="one task record per line as JSON")
     tasks.add_argument("--all", action="store_true", help="also done and cancelled tasks")
 
-    task = commands.add_parser("task", help="show, claim, finish or release an outreach task",
+    task = commands.add_parser("task", help="show, claim, finish or release an outreach case",
                                description="`show` prints everything needed to act on a task. The others send a "
                                            "rep's action on a task to the worker and wait for its answer: exit 0 "
                                            "once applied, 1 if rejected or unanswered.")

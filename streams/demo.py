@@ -9,6 +9,7 @@ import time
 from schemas.codec import Codec, DecodeError
 from streams import topics
 from streams.follow import LagProbe, format_alert, read_topic
+from streams.words import counted
 from streams.produce import message_key, producer_for
 from streams.runner import Stack, StopOnSignal, Stopped, describe_broker
 from streams.settings import Settings, clickhouse_address
@@ -117,7 +118,7 @@ def _next_steps(settings: Settings) -> None:
 
 
 def _open_tasks(bootstrap: str, settings: Settings, codec: Codec) -> list[dict]:
-    """The latest version of every outreach task that is open or claimed."""
+    """The latest version of every outreach case that is open or claimed."""
     from streams.tasks_cli import ACTIVE_STATUSES, latest_per_task
 
     versions = [item[1] for item in read_topic(bootstrap, settings.topic(topics.OUTREACH_TASKS.name), codec)
@@ -128,7 +129,10 @@ def _open_tasks(bootstrap: str, settings: Settings, codec: Codec) -> list[dict]:
 def _tasks_summary(open_tasks: list[dict]) -> None:
     from streams.detectors.tasks import QUEUES
 
-    print(f"\nOutreach tasks open per queue ({len(open_tasks)} in all; `forewarn tasks` lists them):")
+    problems = sum(len(t.get("problems") or [None]) for t in open_tasks)
+    print(f"\nOutreach cases open per queue ({counted(len(open_tasks), 'case')}, one per customer, with "
+          f"{counted(problems, 'problem')}; `forewarn tasks` lists them; queue and rule of each case's most "
+          f"urgent problem):")
     for queue in QUEUES:
         mine = [t for t in open_tasks if t["queue"] == queue]
         if not mine:

@@ -72,10 +72,13 @@ def run_worker(settings: Settings, bootstrap: str, loglevel: str = "warning") ->
         release_lock(lock)
 
 
-def write_endpoints(settings: Settings, bootstrap: str) -> None:
+def write_endpoints(settings: Settings, bootstrap: str, sink: bool = True) -> None:
+    """Record the stack for commands run beside it: the broker, this process, the topic prefix, and
+    whether a sink owns the chDB store (`forewarn sql` then waits for its query endpoint)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     tmp = settings.endpoint_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"kafka": bootstrap, "pid": os.getpid(), "topic_prefix": settings.topic_prefix}))
+    tmp.write_text(json.dumps({"kafka": bootstrap, "pid": os.getpid(), "topic_prefix": settings.topic_prefix,
+                               "sink": sink}))
     os.replace(tmp, settings.endpoint_file)
 
 
@@ -267,7 +270,7 @@ class Stack:
             self.broker.start()
             self.bootstrap = self.broker.bootstrap
         ensure_topics(self.settings, self.bootstrap)
-        write_endpoints(self.settings, self.bootstrap)
+        write_endpoints(self.settings, self.bootstrap, sink=self.sink)
         for n in range(self.workers):
             # A marker left by a worker of an earlier run that was killed would make this
             # one look ready before it has started.

@@ -140,9 +140,9 @@ def task_table(tasks: list[dict]) -> list[str]:
 
 
 def count_line(tasks: list[dict], queue: str | None = None, include_all: bool = False) -> str:
-    """`3 open tasks (2 open, 1 claimed) in 2 queues`; with --all every status; with --queue that queue."""
+    """`3 open cases (2 open, 1 claimed) in 2 queues`; with --all every status; with --queue that queue."""
     statuses = _symbols(TASK_SCHEMA, "status") if include_all else ACTIVE_STATUSES
-    noun = "task" if len(tasks) == 1 else "tasks"
+    noun = "case" if len(tasks) == 1 else "cases"
     head = f"{len(tasks)} {noun}" if include_all else f"{len(tasks)} open {noun}"
     if not tasks:
         return head + (f" in queue {queue}" if queue else "")

@@ -345,6 +345,37 @@ def _running_endpoint(settings: Settings) -> dict | None:
     return recorded if _process_alive(recorded["pid"]) else None
 
 
+# How long `forewarn sql` waits for the sink of a starting `forewarn up` to serve queries.
+SINK_START_WAIT_S = 90.0
+
+
+def _stack_sink_starting(settings: Settings, wait_s: float = SINK_START_WAIT_S) -> bool:
+    """True once the sink of a `forewarn up` running on this data directory serves queries.
+
+    Such a sink is about to own the chDB store: opening the store here would race
+    it (and fail on the store's lock, or keep the sink out). So wait for its
+    query endpoint; False when no such stack runs (the store is free to open).
+    """
+    from streams.settings import _process_alive
+
+    try:
+        stack = json.loads(settings.endpoint_file.read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(stack, dict) or not isinstance(stack.get("pid"), int) or not stack.get("sink", True):
+        return False
+    deadline = time.monotonic() + wait_s
+    while _process_alive(stack["pid"]):
+        if _running_endpoint(settings) is not None:
+            return True
+        if time.monotonic() > deadline:
+            raise SettingsError(f"`forewarn up` (process {stack['pid']}) runs a sink that will own the chDB store "
+                                f"in {settings.data_dir}, but it has not served queries within {wait_s:.0f}s; see "
+                                f"{settings.data_dir / 'logs' / 'sink.log'}")
+        time.sleep(0.2)
+    return False
+
+
 def run_query(settings: Settings, sql: str, write: bool = False, timeout: float = 300.0) -> QueryResult:
     """Run ``sql`` where the configured store is (see the module doc)."""
     from sinks.clickhouse.store import open_reachable_store, open_store
@@ -375,6 +406,8 @@ def run_query(settings: Settings, sql: str, write: bool = False, timeout: float 
                     f"query endpoint {endpoint['url']} does not answer ({exc}); try again, or stop it"
                 ) from None
             # Nothing listens there: the file is a killed sink's, and its process id was reused.
+    elif _stack_sink_starting(settings):
+        return run_query(settings, sql, write, timeout)
     from sinks.clickhouse.migrate import apply_migrations
 
     client = open_store(settings)

@@ -75,7 +75,7 @@ def test_tasks_prints_the_latest_open_and_claimed_tasks_most_urgent_first(kafka_
     assert lines[1] == "    Call the customer about T-2."
     assert lines[4].split() == ["T-1", "P2", "customer-success", "claimed", "by", "asha", "2026-03-02", "11:15",
                                 "out_of_stock_open_order", "c-1"]
-    assert result.stderr.strip() == "3 open tasks (2 open, 1 claimed) in 3 queues"
+    assert result.stderr.strip() == "3 open cases (2 open, 1 claimed) in 3 queues"
 
 
 def test_tasks_of_one_queue_and_all_tasks(kafka_bootstrap, some_tasks, tmp_path):
@@ -83,7 +83,7 @@ def test_tasks_of_one_queue_and_all_tasks(kafka_bootstrap, some_tasks, tmp_path)
     billing = run_forewarn(["tasks", "--queue", "billing"], env)
     assert billing.returncode == 0, billing.stderr
     assert [line.split()[0] for line in billing.stdout.splitlines()[::2]] == ["T-4"]
-    assert billing.stderr.strip() == "1 open task (1 open, 0 claimed) in queue billing"
+    assert billing.stderr.strip() == "1 open case (1 open, 0 claimed) in queue billing"
 
     everything = run_forewarn(["tasks", "--all", "--queue", "billing"], env)
     assert everything.returncode == 0, everything.stderr
@@ -96,7 +96,7 @@ def test_task_show_prints_the_latest_version_and_json_has_structured_fields(kafk
     shown = run_forewarn(["task", "show", "T-1"], env)
     assert shown.returncode == 0, shown.stderr
     first = shown.stdout.splitlines()[0]
-    assert first.startswith("T-1  P2 customer-success  claimed by asha  due 2026-03-02 11:15 UTC")
+    assert first.startswith("T-1  case 1  P2 customer-success  claimed by asha  due 2026-03-02 11:15 UTC")
     assert "    Call the customer about T-1." not in shown.stdout and "  Call the customer about T-1." in shown.stdout
     as_json = run_forewarn(["task", "show", "T-1", "--json"], env)
     assert as_json.returncode == 0, as_json.stderr
@@ -113,9 +113,11 @@ def test_tasks_as_json_lines(kafka_bootstrap, some_tasks, tmp_path):
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["task_id"] for r in records] == ["T-2", "T-4", "T-1"]
+    # A record without the fields cases added (as version 1 wrote it): case 1, no problems listed.
     assert records[2] == dict(task("T-1", status="claimed", assignee="asha"), due_by="2026-03-02T11:15:00Z",
-                              created_at="2026-03-02T09:15:00Z", updated_at="2026-03-02T09:16:00Z")
-    assert result.stderr.strip() == "3 open tasks (2 open, 1 claimed) in 3 queues"
+                              created_at="2026-03-02T09:15:00Z", updated_at="2026-03-02T09:16:00Z",
+                              case_number=1, problems=[])
+    assert result.stderr.strip() == "3 open cases (2 open, 1 claimed) in 3 queues"
 
 
 def test_tasks_refuses_an_unknown_queue_and_names_a_missing_topic(kafka_bootstrap, fresh_prefix, tmp_path):

@@ -106,15 +106,15 @@ def test_the_table_has_the_id_first_every_field_and_the_customers_name_on_one_li
 
 def test_the_count_line_counts_each_status_and_the_queues():
     shown = [task("T-1"), task("T-2", queue="billing"), task("T-3", status="claimed", assignee="asha")]
-    assert count_line(shown) == "3 open tasks (2 open, 1 claimed) in 2 queues"
-    assert count_line(shown[:1]) == "1 open task (1 open, 0 claimed) in 1 queue"
+    assert count_line(shown) == "3 open cases (2 open, 1 claimed) in 2 queues"
+    assert count_line(shown[:1]) == "1 open case (1 open, 0 claimed) in 1 queue"
     assert count_line(shown[:1], queue="customer-success") == \
-        "1 open task (1 open, 0 claimed) in queue customer-success"
-    assert count_line([]) == "0 open tasks"
-    assert count_line([], queue="it") == "0 open tasks in queue it"
+        "1 open case (1 open, 0 claimed) in queue customer-success"
+    assert count_line([]) == "0 open cases"
+    assert count_line([], queue="it") == "0 open cases in queue it"
     everything = shown + [task("T-4", status="done")]
     assert count_line(everything, include_all=True) == \
-        "4 tasks (2 open, 1 claimed, 1 done, 0 cancelled) in 2 queues"
+        "4 cases (2 open, 1 claimed, 1 done, 0 cancelled) in 2 queues"
 
 
 # -- arguments
