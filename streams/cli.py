@@ -116,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="run the stack in the foreground (embedded broker unless FOREWARN_KAFKA)")
     up.add_argument("--workers", type=_whole("--workers", 1), default=1, help="detection workers to run (default 1)")
     up.add_argument("--no-sink", action="store_true", help="do not run the ClickHouse sink beside the workers")
+    up.add_argument("--no-web", action="store_true", help="do not serve the live page (`forewarn web`) beside them")
     up.add_argument("--reset", action="store_true",
                     help="start empty: delete the embedded broker's topics, the workers' state and the ClickHouse "
                          "store in the data directory first (asks for confirmation)")
@@ -196,7 +197,14 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("rules", help="list every rule with its audience, task queue and current thresholds")
 
+    web = commands.add_parser("web", help="serve the live page: the reps' queue, the alert stream, the overview "
+                                          "(FOREWARN_WEB_ADDR, default 127.0.0.1:8787)")
+    web.add_argument("--hash-password", metavar="NAME",
+                     help="read a password from standard input and print NAME's line for FOREWARN_WEB_ACCOUNTS")
+
     demo = commands.add_parser("demo", help="the embedded stack with a simulated coffee shop and its story")
+    demo.add_argument("--keep", action="store_true",
+                      help="after the summary, keep the stack and the live page running until Ctrl-C")
     demo.add_argument("--duration", type=_above_zero("--duration", "a number of seconds"), default=60.0,
                       help="seconds of simulated traffic (default 60)")
     return parser
@@ -332,7 +340,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
             if not reset_data_dir(settings, confirmed=args.yes):
                 return 1
-        return run_up(settings, workers=args.workers, sink=not args.no_sink, reset=args.reset)
+        if not args.no_web:
+            from streams.web import check_address_free, load_accounts
+
+            load_accounts(settings.web_accounts)  # a bad accounts file stops here, naming the line
+            check_address_free(settings)
+        return run_up(settings, workers=args.workers, sink=not args.no_sink, reset=args.reset, web=not args.no_web)
     if args.command == "worker":
         from streams.runner import run_worker
 
@@ -350,6 +363,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _alerts(args, settings)
     if args.command in ("tasks", "task"):
         return _tasks(args, settings)
+    if args.command == "web":
+        return _web(args, settings)
     if args.command == "status":
         from streams.status import as_json, gather, render
 
@@ -373,7 +388,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         if settings.kafka:
             _reachable(settings.kafka, settings)
         _store_answers(settings)
-        return run_demo(settings, duration=args.duration)
+        return run_demo(settings, duration=args.duration, keep=args.keep)
     raise AssertionError(args.command)
 
 
@@ -489,6 +504,28 @@ def _no_such_topic(command: str, exc, bootstrap: str, settings: Settings) -> Non
     print(f"forewarn {command}: there is no topic {exc.topic} at {bootstrap} ({prefix}); create the topics "
           f"with `forewarn topics create` or start `forewarn up`, or set FOREWARN_TOPIC_PREFIX to the "
           f"prefix the workers use", file=sys.stderr)
+
+
+def _web(args: argparse.Namespace, settings: Settings) -> int:
+    """`forewarn web`: see streams/web.py; `--hash-password NAME` makes an accounts file line."""
+    from streams import web
+
+    if args.hash_password is not None:
+        name = args.hash_password.strip()
+        if not name or ":" in name or any(c.isspace() for c in name):
+            raise SettingsError(f"--hash-password {args.hash_password!r}: a name without spaces or colons")
+        import getpass
+
+        password = getpass.getpass(f"password for {name}: ") if sys.stdin.isatty() else sys.stdin.readline()
+        password = password.rstrip("\n")
+        if not password:
+            raise SettingsError("--hash-password: the password is empty")
+        print(f"{name}:{web.hash_password(password)}")
+        return 0
+    web.load_accounts(settings.web_accounts)  # a bad line stops here, naming it
+    web.check_address_free(settings)
+    bootstrap, settings = _kafka_beside_up(settings)
+    return web.serve(settings, bootstrap)
 
 
 def _tasks(args: argparse.Namespace, settings: Settings) -> int:

@@ -12,7 +12,7 @@ from streams.follow import LagProbe, format_alert, read_topic
 from streams.words import counted
 from streams.produce import message_key, producer_for
 from streams.runner import Stack, StopOnSignal, Stopped, describe_broker
-from streams.settings import Settings, clickhouse_address
+from streams.settings import Settings, SettingsError, clickhouse_address
 from streams.simulator import store_timeline
 
 # After the traffic stops, wait for the worker to read everything, then for QUIET_S without a new
@@ -28,9 +28,21 @@ def demo_settings(settings: Settings) -> Settings:
     return settings.with_(data_dir=settings.data_dir / "demo")
 
 
-def run_demo(settings: Settings, duration: float = 60.0) -> int:
-    """Play the shop's story on a stack of its own, started empty in `demo_settings(settings).data_dir`."""
+def run_demo(settings: Settings, duration: float = 60.0, keep: bool = False) -> int:
+    """Play the shop's story on a stack of its own, started empty in `demo_settings(settings).data_dir`.
+
+    The live page (`forewarn web`) runs beside it when its address is free; with
+    `keep` the stack and the page stay up after the summary until Ctrl-C.
+    """
+    from streams.web import check_address_free
+
     settings = demo_settings(settings)
+    try:
+        check_address_free(settings)
+        web = True
+    except SettingsError as exc:
+        print(f"forewarn demo: no live page: {exc}")
+        web = False
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     codec = Codec(registry_url=settings.schema_registry)
     timeline = store_timeline(duration)
@@ -40,13 +52,15 @@ def run_demo(settings: Settings, duration: float = 60.0) -> int:
     produced = [0]
     with StopOnSignal() as signals:
         stack = Stack(settings, workers=1, worker_log=settings.data_dir / "logs" / "demo-worker.log",
-                      worker_loglevel="info", reset=True)
+                      worker_loglevel="info", reset=True, web=web)
+        kept = False
         stop = threading.Event()
         printer: threading.Thread | None = None
         try:
             stack.start()
             print(f"  Kafka: {stack.bootstrap} ({describe_broker(stack.broker)}); "
-                  f"worker log: {stack.worker_log}\n")
+                  f"worker log: {stack.worker_log}")
+            print(f"  the live page: {stack.web_url} (cases, alerts, overview)\n" if web else "")
             last_alert = [time.monotonic()]
 
             def print_alerts() -> None:
@@ -87,7 +101,20 @@ def run_demo(settings: Settings, duration: float = 60.0) -> int:
                     print(f"the worker had not read every event after {DRAIN_LIMIT_S:.0f}s; the summary may be short")
             open_tasks = _open_tasks(stack.bootstrap, settings, codec)
             stored = _wait_for_the_store(stack, settings)
+            if keep:
+                _report(counts, produced[0], settings, open_tasks, stored)
+                kept = True
+                print(f"\nforewarn demo: the stack keeps running"
+                      + (f", and the live page at {stack.web_url}" if web else "")
+                      + "; Ctrl-C stops it.", flush=True)
+                while (failed := stack.failed_child()) is None:
+                    time.sleep(0.5)
+                print(f"forewarn demo: {stack.describe_child(failed)} exited with status {failed.returncode}")
+                return 1
         except Stopped as stopped:
+            if kept:
+                print("\nforewarn demo: stopping", flush=True)
+                return 0
             print(f"\nforewarn demo: stopping after {_events(produced[0])}", flush=True)
             return 128 + stopped.signum
         finally:
@@ -96,21 +123,26 @@ def run_demo(settings: Settings, duration: float = 60.0) -> int:
             if printer is not None:
                 printer.join(timeout=5)
             stack.stop()
-    _summary(counts, produced[0], settings)
+    _report(counts, produced[0], settings, open_tasks, stored)
+    return 0
+
+
+def _report(counts, produced: int, settings: Settings, open_tasks: list[dict], stored) -> None:
+    _summary(counts, produced, settings)
     _tasks_summary(open_tasks)
     _store_summary(stored, settings)
     _next_steps(settings)
-    return 0
 
 
 def _next_steps(settings: Settings) -> None:
     print(
         "\nWhat to try next:\n"
-        "  forewarn up                          # the stack in the foreground; then, in another terminal:\n"
+        "  forewarn up                          # the stack and the live page; then, in another terminal:\n"
         "  forewarn produce --topic orders my-orders.jsonl   # your own events (JSON lines)\n"
         "  forewarn alerts --follow --rule out_of_stock_open_order\n"
         "  forewarn tasks --queue swarm                         # the hardest, most valuable cases first\n"
         "  forewarn task claim TASK_ID --as YOUR_NAME            # then: forewarn task done TASK_ID --as YOUR_NAME\n"
+        "  forewarn demo --keep                 # the demo, then its stack and live page until Ctrl-C\n"
         "  forewarn alerts --json | head        # alert records as JSON\n"
         "  FOREWARN_KAFKA=host:9092 forewarn worker           # against your own Kafka\n"
         f"  (data directory: {settings.data_dir})"

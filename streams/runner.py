@@ -236,8 +236,11 @@ class Stack:
     """The broker (unless FOREWARN_KAFKA is set), worker processes and the ClickHouse sink, as one unit."""
 
     def __init__(self, settings: Settings, workers: int = 1, worker_log: Path | None = None,
-                 worker_loglevel: str = "warning", sink: bool = True, reset: bool = False) -> None:
+                 worker_loglevel: str = "warning", sink: bool = True, reset: bool = False, web: bool = False) -> None:
         self.settings = settings
+        # Whether to serve the live page (`forewarn web`) beside the workers and the sink.
+        self.web = web
+        self.web_log = settings.data_dir / "logs" / "web.log"
         # Start empty: delete RESET_ENTRIES once the data directory is ours (`up --reset`).
         self.reset = reset
         self.worker_loglevel = worker_loglevel
@@ -281,6 +284,8 @@ class Stack:
 
             status_path(self.settings).unlink(missing_ok=True)
             self.children.append(self._spawn_sink())
+        if self.web:
+            self.children.append(self._spawn_web())
         return self.bootstrap
 
     def _child_env(self) -> dict[str, str]:
@@ -300,6 +305,34 @@ class Stack:
         with open(self.sink_log, "ab") as output:
             return subprocess.Popen([sys.executable, "-m", "streams", "sink"], env=self._child_env(),
                                     stdout=output, stderr=subprocess.STDOUT, preexec_fn=die_with_parent_hook())
+
+    def _spawn_web(self) -> subprocess.Popen:
+        from streams.embedded import die_with_parent_hook
+
+        self.web_log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.web_log, "ab") as output:
+            return subprocess.Popen([sys.executable, "-m", "streams", "web"], env=self._child_env(),
+                                    stdout=output, stderr=subprocess.STDOUT, preexec_fn=die_with_parent_hook())
+
+    @property
+    def web_url(self) -> str:
+        from streams.web import url_of
+
+        return url_of(self.settings)
+
+    def web_ready(self) -> bool:
+        """True once the page answers /readyz (it has read the tasks and alerts topics)."""
+        from urllib import error, request
+
+        try:
+            with request.urlopen(self.web_url + "readyz", timeout=2) as answer:
+                return answer.status == 200
+        except (error.URLError, OSError):
+            return False
+
+    def describe_child(self, child: subprocess.Popen) -> str:
+        """What a child process of the stack is, for a message: the sink, the web page or a worker."""
+        return {"sink": "the sink", "web": "the web page"}.get(child.args[-1], "a worker")
 
     def sink_ready(self) -> bool:
         """True once the sink has opened the store and been given its partitions."""
@@ -410,10 +443,10 @@ class StopOnSignal:
             signal.signal(sig, handler)
 
 
-def run_up(settings: Settings, workers: int = 1, sink: bool = True, reset: bool = False) -> int:
+def run_up(settings: Settings, workers: int = 1, sink: bool = True, reset: bool = False, web: bool = True) -> int:
     """`forewarn up`: start the stack, say where it listens, wait for Ctrl-C or SIGTERM."""
     with StopOnSignal() as signals:
-        stack = Stack(settings, workers=workers, sink=sink, reset=reset)
+        stack = Stack(settings, workers=workers, sink=sink, reset=reset, web=web)
         started = time.monotonic()
         ready = False
         try:
@@ -432,13 +465,17 @@ def run_up(settings: Settings, workers: int = 1, sink: bool = True, reset: bool 
             while True:
                 failed = stack.failed_child()
                 if failed is not None:
-                    what = "the sink" if failed.args[-1] == "sink" else "a worker"
-                    print(f"forewarn up: {what} exited with status {failed.returncode}; stopping", file=sys.stderr)
+                    what = stack.describe_child(failed)
+                    log_file = {"the sink": stack.sink_log, "the web page": stack.web_log}.get(what)
+                    print(f"forewarn up: {what} exited with status {failed.returncode}; stopping"
+                          + (f" (see {log_file})" if log_file else ""), file=sys.stderr)
                     return 1
-                if not ready and stack.workers_ready() and (not sink or stack.sink_ready()):
+                if not ready and stack.workers_ready() and (not sink or stack.sink_ready()) \
+                        and (not web or stack.web_ready()):
                     ready = True
                     print(f"forewarn up: ready in {time.monotonic() - started:.1f}s: Kafka at {bootstrap}"
                           + (f"; ClickHouse: {store}" if sink else "")
+                          + (f"; the live page at {stack.web_url}" if web else "")
                           + "; `forewarn status` shows how the stack is doing", flush=True)
                 time.sleep(0.2 if not ready else 0.5)
         except Stopped:

@@ -201,6 +201,27 @@ def _data_dir_env(env: dict[str, str]) -> Path:
     return path
 
 
+def _web_addr_env(env: dict[str, str]) -> tuple[str, int]:
+    """FOREWARN_WEB_ADDR: host:port where `forewarn web` listens (127.0.0.1:8787 by default)."""
+    raw = env.get("FOREWARN_WEB_ADDR", "").strip() or "127.0.0.1:8787"
+    host, _, port = raw.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65_535 or any(c.isspace() for c in raw):
+        raise SettingsError(f"FOREWARN_WEB_ADDR={raw!r}: expected host:port, such as 127.0.0.1:8787 "
+                            f"(ports from 1 to 65535)")
+    return host, int(port)
+
+
+def _file_env(env: dict[str, str], name: str, what: str) -> Path | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        raise SettingsError(f"{name}={raw!r}: expected {what}; there is no such file")
+    return path
+
+
 def _maven_env(env: dict[str, str]) -> None:
     """FOREWARN_MAVEN_URL is read where the jars are fetched; checked here so a bad one stops any command."""
     from streams.kafka_dist import KafkaDistError, maven_url
@@ -244,6 +265,13 @@ class Settings:
     max_alternatives: int = 3
     # Faust web server port for the worker; 0 turns the web server off.
     web_port: int = 0
+    # Where `forewarn web` listens (FOREWARN_WEB_ADDR).
+    web_addr: tuple[str, int] = ("127.0.0.1", 8787)
+    # The reps who may act on the web page: one `name:password hash` line each (FOREWARN_WEB_ACCOUNTS;
+    # `forewarn web --hash-password NAME` makes a line). None: the page is read-only.
+    web_accounts: Path | None = None
+    # How long a web sign-in lasts (FOREWARN_WEB_SESSION_MINUTES).
+    web_session_minutes: int = 8 * 60
     worker_id: str = ""
     # Consumer-group session timeout of the workers; 0 picks one for the broker (streams.brokers).
     session_timeout_ms: int = 0
@@ -281,6 +309,10 @@ class Settings:
             max_alternatives=_whole_env(env, "FOREWARN_MAX_ALTERNATIVES", 3, 0),
             web_port=_whole_env(env, "FOREWARN_WEB_PORT", 0, 1, 65_535, what="a port",
                                 zero="for no web server"),
+            web_addr=_web_addr_env(env),
+            web_accounts=_file_env(env, "FOREWARN_WEB_ACCOUNTS", "a file of `name:password hash` lines"),
+            web_session_minutes=_whole_env(env, "FOREWARN_WEB_SESSION_MINUTES", 8 * 60, 1, 7 * 24 * 60,
+                                           what="a whole number of minutes"),
             worker_id=_worker_id_env(env),
             # What Apache Kafka brokers accept by default (group.min/max.session.timeout.ms).
             session_timeout_ms=_whole_env(env, "FOREWARN_SESSION_TIMEOUT_MS", 0, 6_000, 1_800_000,

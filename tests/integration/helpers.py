@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,9 +33,17 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str, interva
         time.sleep(interval)
 
 
+def free_web_addr() -> str:
+    """A loopback address for `forewarn web` (which `forewarn up` runs) that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
 def forewarn_env(bootstrap: str, prefix: str, data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOREWARN_")}
-    env.update(FOREWARN_KAFKA=bootstrap, FOREWARN_TOPIC_PREFIX=prefix, FOREWARN_DATA_DIR=str(data_dir))
+    env.update(FOREWARN_KAFKA=bootstrap, FOREWARN_TOPIC_PREFIX=prefix, FOREWARN_DATA_DIR=str(data_dir),
+               FOREWARN_WEB_ADDR=free_web_addr())
     env.update(extra)
     return env
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 from confluent_kafka import Producer
@@ -21,6 +23,7 @@ from tests.integration.helpers import (
     read_raw,
     Workers,
     forewarn_env,
+    free_web_addr,
     read_alerts,
     run_forewarn,
     wait_for,
@@ -128,10 +131,18 @@ def test_undecodable_and_miskeyed_messages_go_to_dead_letters_and_valid_ones_sti
     assert mismatch[dlq.ERROR_CLASS] == "KeyMismatch"
 
 
+def _ready_line(up: subprocess.Popen) -> str | None:
+    """Read up's output until its ready line; None at the end of its output."""
+    for line in up.stdout:
+        if "forewarn up: ready in" in line:
+            return line
+    return None
+
+
 def test_up_runs_the_stack_commands_beside_it_find_it_and_a_restart_keeps_everything(tmp_path):
     # `up` has a topic prefix; the commands beside it are not told it and must take the one up recorded.
     beside = {k: v for k, v in os.environ.items() if not k.startswith("FOREWARN_")}
-    beside.update(FOREWARN_DATA_DIR=str(tmp_path / "data"))
+    beside.update(FOREWARN_DATA_DIR=str(tmp_path / "data"), FOREWARN_WEB_ADDR=free_web_addr())
     prefix = f"up-{time.time_ns()}-"
     up_env = dict(beside, FOREWARN_TOPIC_PREFIX=prefix)
     endpoints = tmp_path / "data" / "endpoints.json"
@@ -166,6 +177,12 @@ def test_up_runs_the_stack_commands_beside_it_find_it_and_a_restart_keeps_everyt
             bootstrap = recorded["kafka"]
             assert recorded["topic_prefix"] == prefix
             if run == 1:
+                # The live page runs beside the stack, and the ready line gives its address.
+                page = f"http://{beside['FOREWARN_WEB_ADDR']}/"
+                ready = wait_for(lambda: up.poll() is not None or _ready_line(up), timeout=120, what="up's ready line")
+                assert f"the live page at {page}" in ready, ready
+                with urllib.request.urlopen(page + "api/tasks", timeout=10) as answer:
+                    assert json.loads(answer.read()) == []
                 # A prefix other than up's would produce to topics no worker reads: refused.
                 other = run_forewarn(["produce", write_jsonl(tmp_path / "t.jsonl", [stock, order])],
                                      dict(beside, FOREWARN_TOPIC_PREFIX="other-"))
@@ -233,15 +250,18 @@ def test_demo_prints_out_of_stock_alerts_with_short_lines_and_alternatives(tmp_p
     assert "RESOLVED" in out
     summary = out[out.index("Summary:"):]
     assert "out_of_stock_open_order" in summary and "What to try next" in summary
-    # Every rule fires at least once in a default run, and reps have tasks waiting in their queues.
-    per_rule = summary[:summary.index("Outreach tasks")]
+    # Every rule fires at least once in a default run, and reps have cases waiting in their queues.
+    per_rule = summary[:summary.index("Outreach cases")]
     for rule in ("cart_lost", "cart_loss_spike", "order_not_visible", "support_sla_risk", "support_sla_breach",
                  "support_backlog", "repeat_contact", "complaint_spike", "return_spike", "web_error_spike",
                  "late_shipment", "negative_feedback", "payment_failed", "sku_stockout_impact"):
         assert f"  {rule} " in per_rule, rule
-    tasks = summary[summary.index("Outreach tasks"):summary.index("In ClickHouse")]
-    for queue in ("fulfillment", "customer-success", "it"):
+    tasks = summary[summary.index("Outreach cases"):summary.index("In ClickHouse")]
+    for queue in ("fulfillment", "customer-success"):
         assert f"  {queue} " in tasks, queue
+    # One case per customer: some customers have several problems, so there are more problems than cases.
+    cases, problems = map(int, re.search(r"\((\d+) cases?, one per customer, with (\d+) problems?;", tasks).groups())
+    assert 0 < cases < problems
     # The sink wrote everything to ClickHouse before the demo stopped; `forewarn sql` then opens the
     # store itself (the demo's, in its own data directory, as the summary says) and answers with the
     # alerts the demo printed.

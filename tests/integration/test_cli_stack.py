@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import read_alerts, run_forewarn, wait_for, write_jsonl
+from tests.integration.helpers import free_web_addr, read_alerts, run_forewarn, wait_for, write_jsonl
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +27,7 @@ TIMELINE = [
 
 def clean_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOREWARN_")}
+    env["FOREWARN_WEB_ADDR"] = free_web_addr()
     env.update(FOREWARN_DATA_DIR=str(data_dir), **extra)
     return env
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import run_forewarn, wait_for, write_jsonl
+from tests.integration.helpers import free_web_addr, run_forewarn, wait_for, write_jsonl
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +46,7 @@ class Up:
 
     def __init__(self, data_dir: Path) -> None:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FOREWARN_")}
+        self.env["FOREWARN_WEB_ADDR"] = free_web_addr()
         self.env.update(FOREWARN_DATA_DIR=str(data_dir), FOREWARN_SLA_CHAT_S=str(CHAT_TARGET_S))
         self.data_dir = data_dir
         self.proc: subprocess.Popen | None = None
