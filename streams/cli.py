@@ -341,10 +341,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             if not reset_data_dir(settings, confirmed=args.yes):
                 return 1
         if not args.no_web:
-            from streams.web import check_address_free, load_accounts
+            from streams.web import load_accounts
 
             load_accounts(settings.web_accounts)  # a bad accounts file stops here, naming the line
-            check_address_free(settings)
         return run_up(settings, workers=args.workers, sink=not args.no_sink, reset=args.reset, web=not args.no_web)
     if args.command == "worker":
         from streams.runner import run_worker

@@ -257,6 +257,15 @@ class Stack:
         from streams.app import worker_datadir
 
         self._lock = claim_data_dir(self.settings)
+        if self.web:
+            from streams.web import check_address_free
+
+            try:
+                check_address_free(self.settings)  # before anything starts, once the data directory is ours
+            except SettingsError:
+                release_lock(self._lock)
+                self._lock = None
+                raise
         throwaway = self.bootstrap is None and self.settings.embedded == "memory"
         if throwaway and (self.settings.data_dir / "kafka").exists() and not self.reset:
             release_lock(self._lock)

@@ -35,6 +35,7 @@ import os
 import re
 import secrets
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

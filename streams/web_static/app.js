@@ -42,6 +42,16 @@ function ago(seconds) {
 
 function plural(n, word) { return `${n} ${n === 1 ? word : word + "s"}`; }
 
+// Many events in a burst make one redraw, at most every 200 ms.
+function throttled(draw) {
+  let pending = false;
+  return () => {
+    if (pending) return;
+    pending = true;
+    setTimeout(() => { pending = false; draw(); }, 200);
+  };
+}
+
 let ME = { name: null, accounts: false, queues: [], rules: [] };
 
 async function whoAmI() {
@@ -245,11 +255,12 @@ function tasksPage() {
     const fromLink = new URLSearchParams(location.search).get("task");
     if (fromLink && cases.has(fromLink)) chosen = fromLink;
     render();
+    const later = throttled(render);
     live({
       task: (task) => {
         const known = cases.get(task.task_id);
         if (!known || task.updated_at >= known.updated_at) cases.set(task.task_id, task);
-        render();
+        later();
       },
     });
     setInterval(renderList, 30000); // overdue marks move with the clock
@@ -270,6 +281,19 @@ function alertsPage() {
       && (!filters.status || a.status === filters.status || (filters.status === "open" && a.status === "updated"));
   }
 
+  // Which alerts a roll-up sums up: the same test as the server's (streams/web.py, ROLLUPS).
+  const ROLLUPS = {
+    sku_stockout_impact: (m, r) => m.rule === "out_of_stock_open_order" && !!r.sku && (m.sku === r.sku
+      || String((m.details || {}).short_skus || "").split(",").includes(r.sku)),
+    cart_loss_spike: (m, r) => m.rule === "cart_lost" && m.page === r.page,
+  };
+
+  function membersOf(rollup) {
+    const belongs = ROLLUPS[rollup.rule];
+    if (!belongs) return null;
+    return [...alerts.values()].filter((m) => belongs(m, rollup)).map((m) => m.alert_id).sort();
+  }
+
   function row(alert, member) {
     const tr = el("tr", { id: `alert-${alert.alert_id}`, "data-alert": alert.alert_id, "data-status": alert.status,
       class: (member ? "members " : "") + (changed.has(alert.alert_id) ? "flash" : "") },
@@ -279,11 +303,12 @@ function alertsPage() {
       el("td", {}, el("span", { class: "badge " + alert.status }, alert.status)),
       el("td", {}, alert.audience),
       el("td", {}, alert.title, el("div", { class: "muted" }, alert.summary)));
-    if (alert.members && !member) {
+    const members = member ? null : membersOf(alert);
+    if (members) {
       const open = expanded.has(alert.alert_id);
       tr.lastChild.append(el("button", { class: "expand", "data-expand": alert.alert_id,
         onclick: () => { open ? expanded.delete(alert.alert_id) : expanded.add(alert.alert_id); render(); } },
-        `${open ? "▾ hide" : "▸ show"} ${plural(alert.members.length, "alert")} it sums up`));
+        `${open ? "▾ hide" : "▸ show"} ${plural(members.length, "alert")} it sums up`));
     }
     return tr;
   }
@@ -305,8 +330,8 @@ function alertsPage() {
       .sort((a, b) => b.detected_at.localeCompare(a.detected_at) || b.alert_id.localeCompare(a.alert_id));
     for (const alert of shown) {
       body.append(row(alert, false));
-      if (alert.members && expanded.has(alert.alert_id)) {
-        for (const id of alert.members) if (alerts.has(id)) body.append(row(alerts.get(id), true));
+      if (expanded.has(alert.alert_id)) {
+        for (const id of membersOf(alert) || []) body.append(row(alerts.get(id), true));
       }
     }
     changed.clear();
@@ -327,16 +352,12 @@ function alertsPage() {
     const { body } = await api("/api/alerts");
     for (const alert of body) alerts.set(alert.alert_id, alert);
     render();
+    const later = throttled(render);
     live({
-      alert: async (alert) => {
-        alerts.set(alert.alert_id, Object.assign({}, alerts.get(alert.alert_id) || {}, alert));
+      alert: (alert) => {
+        alerts.set(alert.alert_id, alert);
         changed.add(alert.alert_id);
-        if (["sku_stockout_impact", "cart_loss_spike"].includes(alert.rule) || alert.rule === "out_of_stock_open_order"
-            || alert.rule === "cart_lost") {
-          const fresh = await api("/api/alerts"); // roll-up memberships are the server's to work out
-          for (const a of fresh.body) alerts.set(a.alert_id, a);
-        }
-        render();
+        later();
       },
     });
   })();

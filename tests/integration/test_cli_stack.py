@@ -141,11 +141,11 @@ def test_a_killed_up_takes_its_broker_worker_and_sink_with_it_and_the_next_up_re
     try:
         wait_until_up(up, data_dir)
         children = children_of(up.pid)
-        assert len(children) == 3, children  # the embedded broker, one worker and the sink
+        assert len(children) == 4, children  # the embedded broker, one worker, the sink and the web page
         up.kill()  # no chance to stop anything
         up.wait(timeout=30)
         wait_for(lambda: not any(running(pid) for pid in children), timeout=30,
-                 what=f"the broker, worker and sink {sorted(children)} to die with forewarn up")
+                 what=f"the broker, worker, sink and web page {sorted(children)} to die with forewarn up")
     finally:
         stop(up)
         kill_leftovers(children)
@@ -173,7 +173,7 @@ def test_sigterm_stops_the_demo_and_its_worker_sink_and_broker(tmp_path):
         wait_for(lambda: demo.poll() is not None or ready.exists(), timeout=120, what="the demo's worker")
         assert demo.poll() is None, output(demo)
         children = children_of(demo.pid)
-        assert len(children) == 3, children  # the embedded broker, the worker and the sink
+        assert len(children) == 4, children  # the embedded broker, the worker, the sink and the web page
         started = time.monotonic()
         out = stop(demo, signal.SIGTERM, timeout=60)
         assert time.monotonic() - started < 45

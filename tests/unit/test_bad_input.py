@@ -45,6 +45,12 @@ def refused_with(result: subprocess.CompletedProcess) -> str:
 
 # (the environment, the command, the line it must print)
 SETTINGS = [
+    ({"FOREWARN_WEB_ADDR": "localhost"}, ["web"],
+     "FOREWARN_WEB_ADDR='localhost': expected host:port, such as 127.0.0.1:8787 (ports from 1 to 65535)"),
+    ({"FOREWARN_WEB_ACCOUNTS": "/no/such/file"}, ["up"],
+     "FOREWARN_WEB_ACCOUNTS='/no/such/file': expected a file of `name:password hash` lines; there is no such file"),
+    ({"FOREWARN_WEB_SESSION_MINUTES": "never"}, ["web"],
+     "FOREWARN_WEB_SESSION_MINUTES='never': expected a whole number of minutes from 1 to 10080"),
     ({"FOREWARN_WEB_PORT": "99999"}, ["worker"],
      "FOREWARN_WEB_PORT='99999': expected a port from 1 to 65535, or 0 for no web server"),
     ({"FOREWARN_WEB_PORT": "http"}, ["rules"],
@@ -153,9 +159,10 @@ ARGUMENTS = [
     (["sink", "--batch-seconds", "inf"], "--batch-seconds inf: expected a number of seconds above 0"),
     (["demo", "--duration", "-5"], "--duration -5: expected a number of seconds above 0"),
     (["sql", "  "], "the query is empty"),
+    (["web", "--hash-password", "a b"], "--hash-password 'a b': a name without spaces or colons"),
     (["reset"], "'reset' is not a command; expected one of "
                 + ", ".join(["up", "worker", "topics", "status", "produce", "replay", "alerts", "tasks", "task", "sink", "sql",]
-                            + ["rules", "demo"]) + " (see `forewarn --help`)"),
+                            + ["rules", "web", "demo"]) + " (see `forewarn --help`)"),
     (["topics", "delete"], "'delete' is not an action; expected one of create, list (see `forewarn topics --help`)"),
     (["sql"], "the following arguments are required: QUERY (see `forewarn sql --help`)"),
 ]

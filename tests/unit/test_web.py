@@ -107,3 +107,15 @@ def test_a_case_for_the_api_carries_its_fields_and_the_parsed_view():
         assert field in shown
     assert shown["due_by"].endswith("Z") and shown["view"]["customer"]["name"] == "Dev Das"
     assert shown["view"]["problems"][0]["cart_lost_items"] == {"ETH": 1}
+
+
+def test_an_address_in_use_stops_the_command_naming_the_variable():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = Settings.from_env({"FOREWARN_WEB_ADDR": f"127.0.0.1:{port}"})
+        with pytest.raises(SettingsError, match=f"FOREWARN_WEB_ADDR=127.0.0.1:{port}: cannot listen there"):
+            web.check_address_free(settings)

@@ -75,8 +75,9 @@ class Stack:
             lines.append(made.stdout.strip())
         accounts.write_text("# the reps of the test\n" + "\n".join(lines) + "\n")
         self.port, self.second_port = free_port(), free_port()
+        # Two short orders for one SKU make its roll-up (20 by default).
         self.env = forewarn_env(bootstrap, prefix, tmp / "data", FOREWARN_WEB_ACCOUNTS=str(accounts),
-                                FOREWARN_WEB_ADDR=f"127.0.0.1:{self.port}")
+                                FOREWARN_WEB_ADDR=f"127.0.0.1:{self.port}", FOREWARN_STOCKOUT_ROLLUP_ORDERS="2")
         assert run_forewarn(["topics", "create"], self.env).returncode == 0
         self.up = subprocess.Popen([sys.executable, "-m", "streams", "up"], env=self.env, cwd=ROOT,
                                    stdout=open(tmp / "up.log", "wb"), stderr=subprocess.STDOUT)
@@ -178,6 +179,20 @@ def case_row(browser, task_id: str):
     return rows[0] if rows else None
 
 
+def row_text(browser, task_id: str) -> str | None:
+    """The case's row as text, read in one script (the page redraws its rows as updates arrive)."""
+    return browser.execute_script(
+        "const row = document.querySelector(`tr.case-row[data-task='${arguments[0]}']`);"
+        "return row ? row.innerText : null;", task_id)
+
+
+def press(browser, element_id: str) -> None:
+    """Click a button by id in one script (a redraw between finding it and clicking it cannot go stale)."""
+    assert browser.execute_script(
+        "const b = document.getElementById(arguments[0]); if (!b || b.disabled) return false; b.click(); return true;",
+        element_id), f"{element_id} is not there to press"
+
+
 def answer_text(browser) -> str:
     found = browser.find_elements("id", "answer")
     return found[0].text if found else ""
@@ -202,7 +217,7 @@ def test_a_rep_works_a_case_from_the_page(stack, browser, shots):
               channel="email", text=HINDI, order_id="O-1", language="hi"),
         event("support", event_id="t2", event_type="ticket_opened", ticket_id="TK-2", customer_id="C-7",
               channel="chat", text=BENGALI, order_id="O-1", language="bn", ts=now_iso(1))])
-    case_row(browser, task_id).click()
+    browser.execute_script(f"document.querySelector(\"tr.case-row[data-task='{task_id}']\").click()")
     wait_for(lambda: HINDI in browser.find_element("id", "panel").text and
              BENGALI in browser.find_element("id", "panel").text, 60, "the tickets' texts in the panel")
     panel = browser.find_element("id", "panel").text
@@ -220,9 +235,16 @@ def test_a_rep_works_a_case_from_the_page(stack, browser, shots):
     browser.get(stack.url(f"/tasks?task={task_id}"))
     wait_for(lambda: browser.find_elements("id", "act-claim") and
              browser.find_element("id", "act-claim").is_enabled(), 20, "the claim button")
-    browser.find_element("id", "act-claim").click()
+    press(browser, "act-claim")
     wait_for(lambda: f"{task_id} claimed by asha." in answer_text(browser), 30, "the worker's answer to the claim")
-    assert "claimed by asha" in case_row(browser, task_id).text
+    assert "claimed by asha" in row_text(browser, task_id)
+    # Released, the case is open for anyone again; asha takes it back.
+    press(browser, "act-release")
+    wait_for(lambda: f"{task_id} released by asha." in answer_text(browser), 30, "the worker's answer to release")
+    wait_for(lambda: (row_text(browser, task_id) or "").split()[2:3] == ["open"], 10, "the case open again",
+             interval=0.1)
+    press(browser, "act-claim")
+    wait_for(lambda: f"{task_id} claimed by asha." in answer_text(browser), 30, "the second claim's answer")
     browser.save_screenshot(str(shots / "tasks.png"))
 
     # bilal, signed in on the other web process, sees the same state and cannot finish asha's case.
@@ -230,20 +252,20 @@ def test_a_rep_works_a_case_from_the_page(stack, browser, shots):
     try:
         sign_in(other, stack, "bilal", second=True)
         other.get(stack.url(f"/tasks?task={task_id}", second=True))
-        wait_for(lambda: case_row(other, task_id) and "claimed by asha" in case_row(other, task_id).text, 30,
+        wait_for(lambda: "claimed by asha" in (row_text(other, task_id) or ""), 30,
                  "the claimed case on the second process")
-        other.find_element("id", "act-done").click()
+        press(other, "act-done")
         wait_for(lambda: "Rejected: not_assignee" in answer_text(other), 30, "the rejection's reason")
         assert f"{task_id} is claimed by asha, not bilal" in answer_text(other)
     finally:
         other.quit()
 
-    browser.find_element("id", "act-done").click()
+    press(browser, "act-done")
     wait_for(lambda: f"{task_id} done by asha." in answer_text(browser), 30, "the worker's answer to done")
-    wait_for(lambda: case_row(browser, task_id) is None, 10, "the finished case to leave the queue", interval=0.1)
+    wait_for(lambda: row_text(browser, task_id) is None, 10, "the finished case to leave the queue", interval=0.1)
     browser.refresh()
     wait_for(lambda: "case" in browser.find_element("id", "status-line").text, 20, "the reloaded page")
-    assert case_row(browser, task_id) is None
+    assert row_text(browser, task_id) is None
     assert task_id not in {t["task_id"] for t in get_json(stack.url("/api/tasks", second=True))}
 
 
@@ -323,3 +345,20 @@ def test_the_overview_agrees_with_the_store(stack, browser, shots):
     assert {row[0] for row in share} >= {"out_of_stock_open_order"}
     wait_for(lambda: browser.find_elements("css selector", "[data-chart] svg"), 30, "the charts")
     browser.save_screenshot(str(shots / "overview.png"))
+
+
+def test_a_roll_up_expands_to_the_alerts_it_sums_up(stack, browser):
+    # O-1 and O-3 are both short of ETH-1KG: operations get one sku_stockout_impact roll-up for the SKU.
+    def rollup():
+        found = [a for a in get_json(stack.url("/api/alerts?rule=sku_stockout_impact")) if a["sku"] == "ETH-1KG"]
+        return found[0] if found and len(found[0]["members"]) == 2 else None
+
+    summed = wait_for(rollup, 60, "the roll-up of ETH-1KG with its two orders' alerts")
+    browser.get(stack.url("/alerts?rule=sku_stockout_impact"))
+    wait_for(lambda: browser.find_elements("css selector", f'[data-expand="{summed["alert_id"]}"]'), 30,
+             "the roll-up's expand button")
+    assert "show 2 alerts it sums up" in browser.find_element("css selector", f'[data-expand="{summed["alert_id"]}"]').text
+    press_selector = f"document.querySelector('[data-expand=\"{summed['alert_id']}\"]').click()"
+    browser.execute_script(press_selector)
+    wait_for(lambda: {row.get_attribute("data-alert") for row in browser.find_elements("css selector", "tr.members")}
+             == set(summed["members"]), 10, "the member alerts under the roll-up", interval=0.1)
