@@ -533,6 +533,11 @@ _ONE_MS = timedelta(milliseconds=1)
 _INT_RANGE = (-(2**31), 2**31 - 1)
 _LONG_RANGE = (-(2**63), 2**63 - 1)
 _TIMESTAMP_EXAMPLE = '"2026-03-02T09:15:00Z"'
+# The instants a datetime can hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z.
+_MIN_TIMESTAMP_MS = (datetime.min.replace(tzinfo=timezone.utc) - _EPOCH) // _ONE_MS
+_MAX_TIMESTAMP_MS = (datetime.max.replace(tzinfo=timezone.utc) - _EPOCH) // _ONE_MS
+_Y2000_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+_400_YEARS_MS = 146_097 * 86_400_000  # days in 400 Gregorian years
 
 
 def parse_timestamp_ms(text: str) -> int:
@@ -543,13 +548,33 @@ def parse_timestamp_ms(text: str) -> int:
         raise ValueError(f"expected an ISO-8601 timestamp such as {_TIMESTAMP_EXAMPLE}, got {_show(text)}") from None
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"timestamp {_show(text)} has no timezone; add Z for UTC, e.g. {_TIMESTAMP_EXAMPLE}")
-    return (moment - _EPOCH) // _ONE_MS
+    ms = (moment - _EPOCH) // _ONE_MS
+    # A local time late on 9999-12-31 west of UTC is in the year 10000 in UTC: no date type can hold
+    # it, so it could not be shown again (in an error, an alert, `forewarn alerts`).
+    if not _MIN_TIMESTAMP_MS <= ms <= _MAX_TIMESTAMP_MS:
+        raise ValueError(f"timestamp {_show(text)} is outside the years 0001 to 9999 in UTC")
+    return ms
 
 
 def format_timestamp_ms(ms: int) -> str:
-    """ISO-8601 UTC with a trailing Z; milliseconds only when they are not zero."""
+    """ISO-8601 UTC with a trailing Z; milliseconds only when they are not zero.
+
+    Every long is shown, also one outside the years 1 to 9999 (a time in microseconds
+    written into a millisecond field, say): its year is written with a sign, as ISO
+    8601's expanded years are (``+58136-06-24T10:00:00Z``), where a date type would
+    raise and take down whatever was showing or checking it.
+    """
+    years_added = 0
+    if not _MIN_TIMESTAMP_MS <= ms <= _MAX_TIMESTAMP_MS:
+        # The Gregorian calendar repeats every 400 years: shift into 2000..2399, add the years back.
+        cycles = (ms - _Y2000_MS) // _400_YEARS_MS
+        ms -= cycles * _400_YEARS_MS
+        years_added = cycles * 400
     moment = _EPOCH + timedelta(milliseconds=ms)
     text = moment.replace(tzinfo=None).isoformat(timespec="seconds")
+    if years_added:
+        year = moment.year + years_added
+        text = (f"{year:04d}" if 0 <= year <= 9999 else f"{year:+05d}") + text[4:]
     millis = ms % 1000
     return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
 
@@ -560,7 +585,25 @@ def _show(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     text = json.dumps(value, ensure_ascii=False)
+    if _unwritable_at(text) is not None:
+        text = json.dumps(value)  # a lone surrogate, escaped: the message itself must print anywhere
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _unwritable_at(text: str) -> int | None:
+    """Index of the first character UTF-8 cannot hold (half of a UTF-16 surrogate pair), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def _shown_name(name: str) -> str:
+    """A field name or map key from the input, as a path can show it: escaped if unprintable, cut if long."""
+    if not name or not name.isprintable():  # half a surrogate pair is not printable either
+        name = json.dumps(name)
+    return name if len(name) <= 60 else name[:57] + "..."
 
 
 def _join(path: str, name: str) -> str:
@@ -602,6 +645,22 @@ def _of_type(label: str, types: tuple[type, ...], cast: Callable = lambda v: v) 
     return convert
 
 
+def _string(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise RecordError(path, f"expected string, got {_show(value)}")
+    _check_writable(value, path, "character")
+    return value
+
+
+def _check_writable(text: str, path: str, what: str) -> None:
+    # JSON may spell half of a surrogate pair ("\ud83d" alone); Avro strings are UTF-8, which
+    # cannot hold one, so the record would only fail later, at encoding, with no field named.
+    at = _unwritable_at(text)
+    if at is not None:
+        raise RecordError(path, f"{what} {at + 1} is half of a UTF-16 surrogate pair (\\u{ord(text[at]):04x}) "
+                                f"that UTF-8 cannot hold; write the whole character")
+
+
 def _null(value: Any, path: str) -> None:
     if value is not None:
         raise RecordError(path, f"expected null, got {_show(value)}")
@@ -634,7 +693,7 @@ _PRIMITIVES_IN: dict[str, _Converter] = {
     "long": _integer("long", *_LONG_RANGE),
     "float": _of_type("float", (int, float), float),
     "double": _of_type("double", (int, float), float),
-    "string": _of_type("string", (str,)),
+    "string": _string,
     "bytes": _bytes,
 }
 
@@ -723,7 +782,12 @@ class _JsonInCompiler:
         def convert(value: Any, path: str) -> dict:
             if not isinstance(value, dict):
                 raise RecordError(path, f"expected an object, got {_show(value)}")
-            return {k: item(v, f"{path}[{json.dumps(k)}]") for k, v in value.items()}
+            out = {}
+            for k, v in value.items():
+                where = f"{path}[{_shown_name(json.dumps(k))}]"
+                _check_writable(k, where, "key character")
+                out[k] = item(v, where)
+            return out
 
         return convert
 
@@ -739,7 +803,8 @@ class _JsonInCompiler:
                 raise RecordError(path, f"expected an object ({short}), got {_show(value)}")
             if len(value.keys() - known):
                 unknown = next(k for k in value if k not in known)
-                raise RecordError(_join(path, unknown), f"unknown field; {short} has {', '.join(field_names)}")
+                raise RecordError(_join(path, _shown_name(unknown)),
+                                  f"unknown field; {short} has {', '.join(field_names)}")
             out = {}
             for fname, fconvert, has_default, default in fields:
                 if fname in value:

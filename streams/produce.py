@@ -4,18 +4,19 @@ Each line is either a record for the topic named with ``--topic``, or, without
 it, ``{"topic": T, "value": {...}}`` so one file can hold a timeline across
 topics, produced in file order. A bad line (not UTF-8, not JSON, not the
 topic's schema, stamped further in the future than FOREWARN_MAX_CLOCK_SKEW_MS
-allows, or refused by the client or the broker) is reported with its line
-number and, where there is one, the path of the offending field, and is not
-sent; every valid line is still sent. ``produce_lines`` always flushes
-before it returns or raises: every message sent is then acknowledged, refused
-(and reported by line), or, if the broker did not answer in time, counted as
-unacknowledged in the report.
+allows, larger than a Kafka message may be, or refused by the client or the
+broker) is reported with its line number and, where there is one, the path of
+the offending field, and is not sent; every valid line is still sent.
+``produce_lines`` always flushes before it returns or raises: every message
+sent is then acknowledged, refused (and reported by line), or, if the broker
+did not answer in time, counted as unacknowledged in the report.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterable, Iterator
@@ -31,6 +32,13 @@ from streams.skew import FUTURE_TIMESTAMP, future_timestamp
 
 # How long produce waits for the broker to acknowledge what it sent before giving up on it.
 FLUSH_TIMEOUT_S = 60.0
+
+# The largest message produce sends, key and value together: Kafka's default limit on a message
+# (a producer's max.request.size; a broker's message.max.bytes is this plus a few bytes of framing).
+# A bigger record is refused by its line and its largest field before anything is sent. (The client's
+# own default, librdkafka's message.max.bytes, is 1,000,000: it refuses a record between the two
+# itself, also before the broker, reported by line with the record's size.)
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
 
 
 @dataclass
@@ -125,12 +133,19 @@ def parse_line(text: str, line_no: int, topic: str | None) -> tuple[topics.Topic
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         return LineError(line_no, "", f"not valid JSON ({exc.msg} at column {exc.colno})")
+    except RecursionError:
+        # The JSON reader recurses once per level: some thousand brackets exhaust the stack.
+        return LineError(line_no, "", "JSON nested too deeply to read; no record nests more than a few levels")
+    except ValueError:
+        # Python reads integers of at most sys.get_int_max_str_digits() digits (4300 by default).
+        return LineError(line_no, "", f"a number has more than {sys.get_int_max_str_digits()} digits; "
+                                      f"no field takes one that long")
     if topic is None:
         if not isinstance(obj, dict):
             return LineError(line_no, "", 'expected an object {"topic": ..., "value": {...}}')
         unknown = sorted(set(obj) - {"topic", "value"})
         if unknown:
-            return LineError(line_no, unknown[0], 'unexpected key; lines hold only "topic" and "value"')
+            return LineError(line_no, _shown(unknown[0]), 'unexpected key; lines hold only "topic" and "value"')
         name = obj.get("topic")
         if not isinstance(name, str):
             return LineError(line_no, "topic", "required: the name of an input topic")
@@ -143,12 +158,46 @@ def parse_line(text: str, line_no: int, topic: str | None) -> tuple[topics.Topic
     spec = topics.PRODUCIBLE.get(name)
     if spec is None:
         return LineError(line_no, "topic" if topic is None else "", (
-            f"unknown topic {name!r}; expected one of {', '.join(sorted(topics.PRODUCIBLE))}"))
+            f"unknown topic {_shown(repr(name))}; expected one of {', '.join(sorted(topics.PRODUCIBLE))}"))
     try:
         record = record_from_json(spec.schema, value)
     except RecordError as exc:
         return LineError(line_no, f"{prefix}{exc.path}" if exc.path else prefix.rstrip("."), exc.problem)
     return spec, record
+
+
+def _shown(text: str) -> str:
+    """Text from the input as an error shows it: escaped if it cannot be printed, cut if long."""
+    if not text.isprintable() or not text:
+        text = json.dumps(text)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def oversized_line(line_no: int, record: dict, size: int, topic: str | None,
+                   limit: int = KAFKA_DEFAULT_MAX_MESSAGE_BYTES) -> LineError | None:
+    """The refusal of a record whose message (key and value) is `size` bytes, over `limit`; None if it fits.
+
+    The field named is the one that holds most of the bytes, which is nearly always the one to shorten.
+    """
+    if size <= limit:
+        return None
+    field_name = max(record, key=lambda name: _weight(record[name]))
+    return LineError(line_no, field_name if topic is not None else f"value.{field_name}", (
+        f"too large: the message would be {size:,} bytes, over the {limit:,} bytes a Kafka message may "
+        f"hold by default; this field holds about {_weight(record[field_name]):,} of them"))
+
+
+def _weight(value) -> int:
+    """About how many bytes a value takes in Avro: its text and bytes in full, a few for anything else."""
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_weight(k) + _weight(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return sum(_weight(v) for v in value)
+    return 1 if value is None or isinstance(value, bool) else 8
 
 
 def future_line(line_no: int, record: dict, topic: str | None, now_ms: int, max_skew_ms: int) -> LineError | None:
@@ -226,17 +275,12 @@ def produce_lines(
                 reject(LineError(line_no, "", f"not written: Kafka at {bootstrap} refused it ({err.str()})"))
         return delivered
 
-    def send(line_no: int, spec: topics.TopicSpec, record: dict) -> LineError | None:
+    def send(line_no: int, spec: topics.TopicSpec, key: bytes | None, value: bytes) -> LineError | None:
         nonlocal stalled
-        full_name = settings.topic(spec.name)
-        try:
-            value = codec.encode(spec.schema, record, topic=full_name)
-        except EncodeError as exc:
-            return LineError(line_no, "", f"not sent: {exc}")
         deadline = time.monotonic() + flush_timeout
         while True:
             try:
-                producer.produce(full_name, key=message_key(spec, record), value=value,
+                producer.produce(settings.topic(spec.name), key=key, value=value,
                                  on_delivery=on_delivery(line_no, spec.name))
                 stalled = False
                 pending.add(line_no)
@@ -254,7 +298,7 @@ def produce_lines(
                 return LineError(line_no, "", f"not sent: {_kafka_reason(exc)} "
                                               f"(the encoded record is {len(value)} bytes)")
 
-    def valid_lines() -> Iterator[tuple[int, topics.TopicSpec, dict]]:
+    def valid_lines() -> Iterator[tuple[int, topics.TopicSpec, dict, bytes | None, bytes]]:
         for line_no, raw in enumerate(lines, start=1):
             text = decode_line(raw, line_no)
             if isinstance(text, LineError):
@@ -274,21 +318,33 @@ def produce_lines(
             if refused is not None:
                 reject(refused)
                 continue
-            yield (line_no, *parsed)
+            spec, record = parsed
+            try:
+                value = codec.encode(spec.schema, record, topic=settings.topic(spec.name))
+            except EncodeError as exc:
+                reject(LineError(line_no, "", f"not sent: {exc}"))
+                continue
+            key = message_key(spec, record)
+            # Checked before a replay orders the records, like the time: a refused one sets no span.
+            refused = oversized_line(line_no, record, len(value) + len(key or b""), topic)
+            if refused is not None:
+                reject(refused)
+                continue
+            yield line_no, spec, record, key, value
 
-    items: Iterable[tuple[int, topics.TopicSpec, dict]] = valid_lines()
+    items: Iterable[tuple[int, topics.TopicSpec, dict, bytes | None, bytes]] = valid_lines()
     if in_time_order:
         items = sorted(items, key=lambda item: item[2]["ts"])  # stable: file order among equal times
         report.first_ts = items[0][2]["ts"] if items else None
         report.last_ts = items[-1][2]["ts"] if items else None
     started = time.monotonic()
     try:
-        for line_no, spec, record in items:
+        for line_no, spec, record, key, value in items:
             if speed:
                 due = started + (record["ts"] - report.first_ts) / 1000 / speed
                 while (wait := due - time.monotonic()) > 0:
                     producer.poll(min(wait, 0.5))
-            problem = send(line_no, spec, record)
+            problem = send(line_no, spec, key, value)
             if problem is not None:
                 reject(problem)
             producer.poll(0)

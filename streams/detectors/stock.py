@@ -580,6 +580,13 @@ def apply_line_shortage(
         return Outcome(state)
     sku = shortage["sku"]
     before = dict(state["short"])
+    known = state["short"].get(sku)
+    if shortage["short"] > 0 and known and (known["ordered"], known["short"]) == (shortage["ordered"],
+                                                                                 shortage["short"]):
+        # The SKU stage tells a change only when the units short change. The same units told again come
+        # from a redelivered order line, with the stock figure worked out anew from the levels held now
+        # (a level of the same time may have been read since): no news, so no state change and no alert.
+        return Outcome(state)
     if shortage["short"] > 0:
         state["short"][sku] = {
             "ordered": shortage["ordered"],
