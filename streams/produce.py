@@ -33,12 +33,10 @@ from streams.skew import FUTURE_TIMESTAMP, future_timestamp
 # How long produce waits for the broker to acknowledge what it sent before giving up on it.
 FLUSH_TIMEOUT_S = 60.0
 
-# The largest message produce sends, key and value together: Kafka's default limit on a message
-# (a producer's max.request.size; a broker's message.max.bytes is this plus a few bytes of framing).
-# A bigger record is refused by its line and its largest field before anything is sent. (The client's
-# own default, librdkafka's message.max.bytes, is 1,000,000: it refuses a record between the two
-# itself, also before the broker, reported by line with the record's size.)
-KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+# The largest message produce sends, key and value together: the Kafka client's default limit on a
+# message (librdkafka's message.max.bytes; a broker takes a little more by default, 1,048,588 with
+# framing). A bigger record is refused by its line and its largest field before anything is sent.
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
 
 
 @dataclass

@@ -384,11 +384,11 @@ def test_a_record_over_the_kafka_message_limit_is_refused_before_the_client_and_
     base = {"event_id": "t", "ts": "2026-03-02T09:15:00Z", "event_type": "ticket_opened", "ticket_id": "T1",
             "customer_id": "C1", "channel": "email"}
     lines = [json.dumps({"topic": "support", "value": dict(base, ticket_id=f"T{n}", text=text)}).encode()
-             for n, text in ((1, "short"), (2, "word " * 300_000), (3, "x" * 1_048_000))]
+             for n, text in ((1, "short"), (2, "word " * 300_000), (3, "x" * 999_000))]
     report, rejected, sent = run(lines, in_time_order=True)
     [error] = rejected
     assert (error.line, error.path) == (2, "value.text")
-    assert str(error) == ("line 2: value.text: too large: the message would be 1,500,037 bytes, over the 1,048,576 "
+    assert str(error) == ("line 2: value.text: too large: the message would be 1,500,037 bytes, over the 1,000,000 "
                           "bytes a Kafka message may hold by default; this field holds about 1,500,000 of them")
     assert [key for _, key, _ in sent] == [b"T1", b"T3"] and report.sent == 2
     assert report.first_ts == report.last_ts == 1_772_442_900_000
