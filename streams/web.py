@@ -22,10 +22,13 @@ Who may act. Reading is open to whoever reaches the address; acting needs a
 rep signed in with a name and password from ``FOREWARN_WEB_ACCOUNTS`` (lines
 ``name:scrypt$…`` made by ``forewarn web --hash-password NAME``). A sign-in is
 a cookie signed with a key kept in ``<data dir>/web/secret`` (0600; processes
-on one data directory share it), lasting ``FOREWARN_WEB_SESSION_MINUTES``; an
+on one data directory share it), lasting ``FOREWARN_WEB_SESSION_MINUTES`` and
+only while the account exists with the password it signed in with; an
 action's assignee is the signed-in name, never one the page sends. Actions
 are POSTs that must carry the ``X-Forewarn: 1`` header, which a page of
-another site cannot send, and the cookie is ``SameSite=Strict``.
+another site cannot send; sign-in and sign-out must come from this site's
+page (Origin); the cookie is ``SameSite=Strict``. Served on loopback, the
+page answers only to loopback host names (no DNS rebinding).
 
 ClickHouse. The charts read the analysts' views through a ClickHouse server
 (``FOREWARN_CLICKHOUSE``) or through the query endpoint of the sink that owns
@@ -116,37 +119,62 @@ def load_accounts(path: Path | None) -> dict[str, str]:
 
 
 def signing_key(settings: Settings) -> bytes:
-    """The key that signs sign-in cookies, shared by the web processes of one data directory (0600)."""
+    """The key that signs sign-in cookies, shared by the web processes of one data directory (0600).
+
+    It is written to a file of its own and linked into place whole, so a process
+    starting at the same moment never reads a key half written.
+    """
     path = settings.data_dir / "web" / "secret"
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes()
-    with os.fdopen(fd, "wb") as out:
-        key = secrets.token_bytes(32)
-        out.write(key)
+    if not path.exists():
+        fresh = path.with_name(f"secret.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(secrets.token_bytes(32))
+        try:
+            os.link(fresh, path)  # fails if another process linked its key first: that one is used
+        except FileExistsError:
+            pass
+        finally:
+            fresh.unlink()
+    key = path.read_bytes()
+    if len(key) < 32:
+        raise SettingsError(f"the web page's signing key {path} is damaged ({len(key)} bytes); delete it and start "
+                            f"again (every rep signs in again)")
     return key
 
 
-def session_cookie(key: bytes, name: str, expires_ms: int) -> str:
-    body = base64.urlsafe_b64encode(json.dumps([name, expires_ms]).encode()).decode()
+def _account_mark(stored: str) -> str:
+    """A short fingerprint of an account's password hash: a new password ends the account's sessions."""
+    return hashlib.sha256(stored.encode()).hexdigest()[:16]
+
+
+def session_cookie(key: bytes, name: str, expires_ms: int, stored: str = "") -> str:
+    body = base64.urlsafe_b64encode(json.dumps([name, expires_ms, _account_mark(stored)]).encode()).decode()
     signature = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
     return f"{body}.{signature}"
 
 
-def session_name(key: bytes, cookie: str | None, now_ms: int) -> str | None:
-    """The signed-in name a cookie carries, or None if it is missing, forged or expired."""
+def session_name(key: bytes, cookie: str | None, now_ms: int, accounts: dict[str, str] | None = None) -> str | None:
+    """The signed-in name a cookie carries, or None if it is missing, forged, expired or its account is gone.
+
+    With `accounts`, the name must still have an account, with the password it signed in with.
+    """
     if not cookie or "." not in cookie:
         return None
     body, signature = cookie.rsplit(".", 1)
-    if not hmac.compare_digest(hmac.new(key, body.encode(), hashlib.sha256).hexdigest(), signature):
+    expected = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
         return None
     try:
-        name, expires_ms = json.loads(base64.urlsafe_b64decode(body.encode()))
+        name, expires_ms, mark = json.loads(base64.urlsafe_b64decode(body.encode()))
     except (ValueError, TypeError):
         return None
-    return name if isinstance(name, str) and isinstance(expires_ms, int) and expires_ms > now_ms else None
+    if not isinstance(name, str) or not isinstance(expires_ms, int) or expires_ms <= now_ms:
+        return None
+    if accounts is not None and (name not in accounts or mark != _account_mark(accounts[name])):
+        return None
+    return name
 
 
 # ---------------------------------------------------------------- the state read from the topics
@@ -271,7 +299,10 @@ class LiveState:
                     schema_name, record = codec.decode(message.value())
                 except DecodeError:
                     continue  # the worker's dead-letter handling is the place for those, not the page
-                self._apply(schema_name, record)
+                try:
+                    self._apply(schema_name, record)
+                except Exception:  # noqa: BLE001 - one bad record must not stop the page's updates
+                    log.exception("forewarn web: could not show a %s record", schema_name)
 
     def _apply(self, schema_name: str, record: dict) -> None:
         from schemas.codec import record_to_json
@@ -298,7 +329,15 @@ class LiveState:
         if listeners:
             payload = task_json(record) if kind == "task" else record_to_json(topics.ALERTS.schema, record)
             for listener in listeners:
-                listener(kind, payload)
+                try:
+                    listener(kind, payload)
+                except RuntimeError:  # its event loop has closed (the process is stopping)
+                    self._forget(listener)
+
+    @property
+    def healthy(self) -> bool:
+        """Caught up with the topics, still reading them, and no error."""
+        return self.ready.is_set() and self._thread.is_alive() and self.error is None
 
 
 # ---------------------------------------------------------------- JSON for the pages
@@ -328,12 +367,18 @@ def alerts_json(alerts: list[dict], rule: str | None = None, status: str | None 
     chosen = [a for a in alerts if (rule is None or a["rule"] == rule) and (audience is None or a["audience"] == audience)
               and (status is None or a["status"] == status or (status == "open" and a["status"] == "updated"))]
     chosen.sort(key=lambda a: (a["detected_at"], a["alert_id"]), reverse=True)
+    by_rule: dict[str, list[dict]] = {}
+    if any(a["rule"] in ROLLUPS for a in chosen):
+        wanted = {member_rule for member_rule, _ in ROLLUPS.values()}
+        for alert in alerts:
+            if alert["rule"] in wanted:
+                by_rule.setdefault(alert["rule"], []).append(alert)
     out = []
     for alert in chosen:
         record = record_to_json(topics.ALERTS.schema, alert)
         if alert["rule"] in ROLLUPS:
             member_rule, belongs = ROLLUPS[alert["rule"]]
-            record["members"] = sorted(m["alert_id"] for m in alerts if m["rule"] == member_rule and belongs(m, alert))
+            record["members"] = sorted(m["alert_id"] for m in by_rule.get(member_rule, ()) if belongs(m, alert))
         out.append(record)
     return out
 
@@ -386,7 +431,7 @@ def charts(settings: Settings) -> dict:
         chart = {"sql": sql, "columns": [], "rows": [], "error": why}
         if why is None:
             try:
-                result = run_query(settings, sql)
+                result = run_query(settings, sql, timeout=30, open_chdb=False)
                 chart.update(columns=list(result.columns), rows=[list(map(_plain, row)) for row in result.rows])
             except (QueryError, SettingsError) as exc:
                 chart["error"] = str(exc)
@@ -452,6 +497,10 @@ def make_app(settings: Settings, bootstrap: str, state: LiveState):
 
     accounts = load_accounts(settings.web_accounts)
     key = signing_key(settings)
+    # Checked against when the name has no account, so an unknown name costs what a known one does.
+    nobody = hash_password(secrets.token_hex(8))
+    overview_lock = asyncio.Lock()
+    loopback = settings.web_addr[0] in ("127.0.0.1", "::1", "localhost")
     codec = Codec(registry_url=settings.schema_registry)
     overview_cache: dict = {}
     rules = sorted({r for r in _rule_names()})
@@ -460,7 +509,14 @@ def make_app(settings: Settings, bootstrap: str, state: LiveState):
         return int(time.time() * 1000)
 
     def signed_in(request) -> str | None:
-        return session_name(key, request.cookies.get(COOKIE), now_ms())
+        return session_name(key, request.cookies.get(COOKIE), now_ms(), accounts)
+
+    def from_this_site(request) -> bool:
+        """A form post from this site's own page: its Origin, when the browser sends one, is this host."""
+        if request.headers.get("Sec-Fetch-Site") not in (None, "same-origin", "none"):
+            return False
+        origin = request.headers.get("Origin")
+        return origin is None or origin == f"{request.scheme}://{request.host}"
 
     def problem(status: int, message: str, **extra):
         return web.json_response({"error": message, **extra}, status=status)
@@ -474,27 +530,34 @@ def make_app(settings: Settings, bootstrap: str, state: LiveState):
                                   "queues": list(QUEUES), "rules": rules})
 
     async def login(request):
+        if not from_this_site(request):
+            return problem(403, "sign in from Forewarn's own sign-in page")
         form = await request.post()
         name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
         stored = accounts.get(name)
         # The hash is worked out whether or not the name exists, so timing does not tell names apart.
-        ok = await asyncio.get_running_loop().run_in_executor(
-            None, check_password, password, stored or hash_password("", salt=b"0" * 16))
+        ok = await asyncio.get_running_loop().run_in_executor(None, check_password, password, stored or nobody)
         if stored is None or not ok:
             raise web.HTTPFound("/login?failed=1")
-        response = web.HTTPFound(str(form.get("next") or "/tasks") if str(form.get("next", "")).startswith("/")
-                                 else "/tasks")
+        response = web.HTTPFound(_local_path(str(form.get("next") or "")) or "/tasks")
         expires = now_ms() + settings.web_session_minutes * 60_000
-        response.set_cookie(COOKIE, session_cookie(key, name, expires), max_age=settings.web_session_minutes * 60,
+        response.set_cookie(COOKIE, session_cookie(key, name, expires, stored), max_age=settings.web_session_minutes * 60,
                             httponly=True, samesite="Strict", path="/")
         raise response
 
     async def logout(request):
+        if not from_this_site(request):
+            return problem(403, "sign out from Forewarn's own page")
         response = web.HTTPFound("/")
         response.del_cookie(COOKIE, path="/")
         raise response
 
+    def not_ready():
+        return None if state.healthy else problem(503, state.error or "still reading the topics; try again shortly")
+
     async def api_tasks(request):
+        if (unready := not_ready()) is not None:
+            return unready
         queue = request.query.get("queue")
         if queue is not None and queue not in QUEUES:
             return problem(400, f"queue {queue!r} is not a queue; expected one of {', '.join(QUEUES)}")
@@ -509,6 +572,8 @@ def make_app(settings: Settings, bootstrap: str, state: LiveState):
         return web.json_response(task_json(task))
 
     async def api_alerts(request):
+        if (unready := not_ready()) is not None:
+            return unready
         query = request.query
         for name, allowed in (("status", ("open", "updated", "resolved")), ("rule", rules)):
             if query.get(name) is not None and query[name] not in allowed:
@@ -550,13 +615,14 @@ def make_app(settings: Settings, bootstrap: str, state: LiveState):
                                  status=409)
 
     async def api_overview(request):
-        cached = overview_cache.get("value")
-        if cached is None or time.monotonic() - overview_cache["at"] > OVERVIEW_CACHE_S:
-            loop = asyncio.get_running_loop()
-            stack = await loop.run_in_executor(None, stack_numbers, settings, bootstrap)
-            drawn = await loop.run_in_executor(None, charts, settings)
-            cached = {"stack": stack, "charts": drawn}
-            overview_cache.update(value=cached, at=time.monotonic())
+        async with overview_lock:  # one refresh at a time, however many pages ask
+            cached = overview_cache.get("value")
+            if cached is None or time.monotonic() - overview_cache["at"] > OVERVIEW_CACHE_S:
+                loop = asyncio.get_running_loop()
+                stack = await loop.run_in_executor(None, stack_numbers, settings, bootstrap)
+                drawn = await loop.run_in_executor(None, charts, settings)
+                cached = {"stack": stack, "charts": drawn}
+                overview_cache.update(value=cached, at=time.monotonic())
         tasks, alerts = state.snapshot()
         now = now_ms()
         return web.json_response(dict(cached, wall_ms=now, **live_numbers(tasks, alerts, now)))
@@ -567,12 +633,21 @@ def make_app(settings: Settings, bootstrap: str, state: LiveState):
         await response.prepare(request)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue(maxsize=10_000)
+        overflow = ("overflow", None)
+
+        def put(item) -> None:
+            if queue.full():
+                queue.get_nowait()
+                item = overflow
+            queue.put_nowait(item)
 
         def push(kind: str, payload: dict) -> None:
-            loop.call_soon_threadsafe(lambda: queue.full() or queue.put_nowait((kind, payload)))
+            loop.call_soon_threadsafe(put, (kind, payload))
 
         forget = state.listen(push)
         try:
+            # A page fetches its state again at every hello, so nothing between its fetch and this
+            # stream, or lost while it reconnected, stays missing.
             await response.write(b"event: hello\ndata: {}\n\n")
             while True:
                 try:
@@ -580,6 +655,8 @@ def make_app(settings: Settings, bootstrap: str, state: LiveState):
                 except asyncio.TimeoutError:
                     await response.write(b": keep-alive\n\n")
                     continue
+                if kind == "overflow":
+                    break  # a client too slow for the stream: it reconnects and fetches the state again
                 data = json.dumps(payload, ensure_ascii=False)
                 await response.write(f"event: {kind}\ndata: {data}\n\n".encode())
         except (ConnectionResetError, asyncio.CancelledError):
@@ -592,9 +669,17 @@ def make_app(settings: Settings, bootstrap: str, state: LiveState):
         return web.Response(text="ok\n")
 
     async def readyz(request):
-        if state.ready.is_set():
+        if state.healthy:
             return web.Response(text="ready\n")
         return web.Response(status=503, text=(state.error or "reading the topics") + "\n")
+
+    @web.middleware
+    async def this_host_only(request, handler):
+        # Served on loopback, the page answers only to loopback names: a page elsewhere whose name
+        # resolves to 127.0.0.1 (DNS rebinding) cannot read the customers' data through the browser.
+        if loopback and (request.host or "").rsplit(":", 1)[0].strip("[]") not in ("127.0.0.1", "localhost", "::1"):
+            return problem(421, f"this page answers to the address it serves, not to {request.host!r}")
+        return await handler(request)
 
     @web.middleware
     async def no_traceback(request, handler):
@@ -606,7 +691,7 @@ def make_app(settings: Settings, bootstrap: str, state: LiveState):
             log.exception("forewarn web: %s %s failed", request.method, request.path)
             return problem(500, "the server failed to answer; its log says why")
 
-    app = web.Application(middlewares=[no_traceback])
+    app = web.Application(middlewares=[this_host_only, no_traceback])
     for path in PAGES:
         app.router.add_get(path, page)
     app.router.add_static("/static/", STATIC_DIR, show_index=False)
@@ -622,6 +707,14 @@ def make_app(settings: Settings, bootstrap: str, state: LiveState):
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
+
+
+def _local_path(target: str) -> str | None:
+    """`target` if it is a path on this site (never another site's address, such as //host or /\\host)."""
+    if target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target \
+            and not any(c.isspace() or ord(c) < 32 for c in target):
+        return target
+    return None
 
 
 def _rule_names() -> list[str]:
@@ -663,7 +756,8 @@ def serve(settings: Settings, bootstrap: str) -> int:
         host, port = settings.web_addr
 
         async def run() -> None:
-            runner = web.AppRunner(app, access_log=None)
+            # Open event streams end when the process stops; they are not waited for.
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
             await runner.setup()
             site = web.TCPSite(runner, host, port)
             try:

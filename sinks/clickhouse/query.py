@@ -377,8 +377,14 @@ def _stack_sink_starting(settings: Settings, wait_s: float = SINK_START_WAIT_S) 
     return False
 
 
-def run_query(settings: Settings, sql: str, write: bool = False, timeout: float = 300.0) -> QueryResult:
-    """Run ``sql`` where the configured store is (see the module doc)."""
+def run_query(settings: Settings, sql: str, write: bool = False, timeout: float = 300.0,
+              open_chdb: bool = True) -> QueryResult:
+    """Run ``sql`` where the configured store is (see the module doc).
+
+    With ``open_chdb`` False the chDB store is only ever asked through its
+    sink's endpoint: a SettingsError says so when no sink serves it (a process
+    that must not take the store from the sink, such as the web page).
+    """
     from sinks.clickhouse.store import open_reachable_store, open_store
 
     if settings.clickhouse:
@@ -407,7 +413,10 @@ def run_query(settings: Settings, sql: str, write: bool = False, timeout: float 
                     f"query endpoint {endpoint['url']} does not answer ({exc}); try again, or stop it"
                 ) from None
             # Nothing listens there: the file is a killed sink's, and its process id was reused.
-    elif _stack_sink_starting(settings):
+    if not open_chdb:
+        raise SettingsError(f"the chDB store in {settings.data_dir} is read through its sink, which is not serving "
+                            f"queries (`forewarn up`), or set FOREWARN_CLICKHOUSE")
+    if endpoint is None and _stack_sink_starting(settings):
         return run_query(settings, sql, write, timeout)
     from sinks.clickhouse.migrate import apply_migrations
 

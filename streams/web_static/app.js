@@ -74,6 +74,8 @@ async function whoAmI() {
   }
 }
 
+// The stream says hello on every (re)connection; the page then fetches its state again, so nothing
+// that changed between its fetch and the stream, or while it was disconnected, stays missing.
 function live(handlers) {
   const source = new EventSource("/api/events");
   const line = document.getElementById("status-line");
@@ -88,7 +90,8 @@ function live(handlers) {
 
 function tasksPage() {
   const cases = new Map();
-  let queue = decodeURIComponent(location.hash.slice(1)) || "all";
+  let queue = "all";
+  try { queue = decodeURIComponent(location.hash.slice(1)) || "all"; } catch (e) { queue = "all"; }
   let chosen = null;
   let answer = null; // { ok, text, task_id }
 
@@ -190,6 +193,12 @@ function tasksPage() {
 
   function renderPanel() {
     const panel = document.getElementById("panel");
+    const scrolled = panel.scrollTop;
+    drawPanel(panel);
+    panel.scrollTop = scrolled; // a redraw keeps the rep's place
+  }
+
+  function drawPanel(panel) {
     const task = chosen && cases.get(chosen);
     if (!task) {
       panel.replaceChildren(el("p", { class: "muted" }, "Choose a case to see everything needed to act on it."));
@@ -231,10 +240,17 @@ function tasksPage() {
   async function act(taskId, action) {
     answer = { ok: true, text: `${action}: waiting for the worker's answer…`, task_id: taskId };
     renderPanel();
-    const { status, body } = await api(`/api/tasks/${encodeURIComponent(taskId)}/${action}`,
-      { method: "POST", headers: { "X-Forewarn": "1" } });
+    let status, body;
+    try {
+      ({ status, body } = await api(`/api/tasks/${encodeURIComponent(taskId)}/${action}`,
+        { method: "POST", headers: { "X-Forewarn": "1" } }));
+    } catch (e) {
+      answer = { ok: false, text: `${action}: the server could not be reached; try again`, task_id: taskId };
+      render();
+      return;
+    }
     if (status === 200 && body.applied) {
-      cases.set(body.task.task_id, body.task);
+      keep(body.task);
       const words = { claim: "claimed", release: "released", done: "done" };
       answer = { ok: true, text: `${taskId} ${words[action]} by ${ME.name}.`, task_id: taskId };
       if (!ACTIVE.includes(body.task.status)) chosen = taskId;
@@ -248,20 +264,41 @@ function tasksPage() {
 
   function render() { renderTabs(); renderList(); renderPanel(); }
 
+  // The latest version of each case wins (timestamps compared as times, not as text); a case that
+  // left the queue is forgotten unless its panel is open.
+  function keep(task) {
+    const known = cases.get(task.task_id);
+    if (known && Date.parse(task.updated_at) < Date.parse(known.updated_at)) return;
+    if (ACTIVE.includes(task.status) || task.task_id === chosen) cases.set(task.task_id, task);
+    else cases.delete(task.task_id);
+  }
+
+  async function fetchAll() {
+    const { status, body } = await api("/api/tasks");
+    if (status !== 200) {
+      document.getElementById("status-line").textContent = body.error || `the server answered ${status}`;
+      return false;
+    }
+    for (const [id, task] of [...cases]) if (id !== chosen && ACTIVE.includes(task.status)) cases.delete(id);
+    for (const task of body) keep(task);
+    return true;
+  }
+
   (async () => {
     await whoAmI();
-    const { body } = await api("/api/tasks");
-    for (const task of body) cases.set(task.task_id, task);
-    const fromLink = new URLSearchParams(location.search).get("task");
-    if (fromLink && cases.has(fromLink)) chosen = fromLink;
-    render();
     const later = throttled(render);
+    let first = true;
     live({
-      task: (task) => {
-        const known = cases.get(task.task_id);
-        if (!known || task.updated_at >= known.updated_at) cases.set(task.task_id, task);
-        later();
+      connected: async function again() {
+        if (!(await fetchAll())) { setTimeout(again, 2000); return; } // not ready yet: ask again
+        if (first) {
+          const fromLink = new URLSearchParams(location.search).get("task");
+          if (fromLink && cases.has(fromLink)) chosen = fromLink;
+          first = false;
+        }
+        render();
       },
+      task: (task) => { keep(task); later(); },
     });
     setInterval(renderList, 30000); // overdue marks move with the clock
   })();
@@ -288,10 +325,15 @@ function alertsPage() {
     cart_loss_spike: (m, r) => m.rule === "cart_lost" && m.page === r.page,
   };
 
+  let candidates = null; // the alerts a roll-up could sum up, gathered once per redraw
+
   function membersOf(rollup) {
     const belongs = ROLLUPS[rollup.rule];
     if (!belongs) return null;
-    return [...alerts.values()].filter((m) => belongs(m, rollup)).map((m) => m.alert_id).sort();
+    if (candidates === null) {
+      candidates = [...alerts.values()].filter((m) => m.rule === "out_of_stock_open_order" || m.rule === "cart_lost");
+    }
+    return candidates.filter((m) => belongs(m, rollup)).map((m) => m.alert_id).sort();
   }
 
   function row(alert, member) {
@@ -322,6 +364,7 @@ function alertsPage() {
   }
 
   function render() {
+    candidates = null;
     fillOptions("f-audience", [...new Set([...alerts.values()].map((a) => a.audience))].sort());
     fillOptions("f-rule", ME.rules || []);
     const body = document.querySelector("#alerts tbody");
@@ -349,11 +392,18 @@ function alertsPage() {
 
   (async () => {
     await whoAmI();
-    const { body } = await api("/api/alerts");
-    for (const alert of body) alerts.set(alert.alert_id, alert);
-    render();
     const later = throttled(render);
     live({
+      connected: async function again() {
+        const { status, body } = await api("/api/alerts");
+        if (status !== 200) {
+          document.getElementById("status-line").textContent = body.error || `the server answered ${status}`;
+          setTimeout(again, 2000); // not ready yet: ask again
+          return;
+        }
+        for (const alert of body) alerts.set(alert.alert_id, alert);
+        render();
+      },
       alert: (alert) => {
         alerts.set(alert.alert_id, alert);
         changed.add(alert.alert_id);

@@ -119,3 +119,27 @@ def test_an_address_in_use_stops_the_command_naming_the_variable():
         settings = Settings.from_env({"FOREWARN_WEB_ADDR": f"127.0.0.1:{port}"})
         with pytest.raises(SettingsError, match=f"FOREWARN_WEB_ADDR=127.0.0.1:{port}: cannot listen there"):
             web.check_address_free(settings)
+
+
+@pytest.mark.parametrize("target, kept", [("/tasks", True), ("/tasks?task=T-1", True), ("//evil.example", False),
+                                          ("/\\evil.example", False), ("https://evil.example", False),
+                                          ("", False), ("/a\nb", False)])
+def test_after_sign_in_only_a_path_on_this_site_is_followed(target, kept):
+    assert web._local_path(target) == (target if kept else None)
+
+
+def test_a_sign_in_ends_with_its_account_or_a_new_password_and_odd_cookies_are_refused():
+    key = b"k" * 32
+    stored = web.hash_password("old")
+    cookie = web.session_cookie(key, "asha", T0 + 60_000, stored)
+    assert web.session_name(key, cookie, T0, {"asha": stored}) == "asha"
+    assert web.session_name(key, cookie, T0, {"bilal": stored}) is None  # asha's account was removed
+    assert web.session_name(key, cookie, T0, {"asha": web.hash_password("new")}) is None  # her password changed
+    assert web.session_name(key, "ümlaut.ßig", T0, {"asha": stored}) is None
+
+
+def test_a_damaged_signing_key_stops_the_page(tmp_path):
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "secret").write_bytes(b"short")
+    with pytest.raises(SettingsError, match="signing key .* is damaged"):
+        web.signing_key(Settings(data_dir=tmp_path))
