@@ -64,7 +64,9 @@ STATIC_DIR = Path(__file__).with_name("web_static")
 COOKIE = "forewarn_session"
 ACTION_TIMEOUT_S = 15.0
 OVERVIEW_CACHE_S = 3.0
-PAGES = {"/": "overview.html", "/tasks": "tasks.html", "/alerts": "alerts.html", "/login": "login.html"}
+# Each page's body (web_static/<page>.html) goes into one frame (web_static/frame.html): the head and navigation.
+PAGES = {"/": ("overview", "Overview"), "/tasks": ("tasks", "Tasks"), "/alerts": ("alerts", "Alerts"),
+         "/login": ("login", "Sign in")}
 # Roll-up rules and the alerts they sum up: (member rule, whether an alert belongs to a roll-up).
 ROLLUPS: dict[str, tuple[str, Callable[[dict, dict], bool]]] = {
     "sku_stockout_impact": ("out_of_stock_open_order", lambda member, rollup: bool(rollup.get("sku")) and (
@@ -521,9 +523,13 @@ def make_app(settings: Settings, bootstrap: str, state: LiveState):
     def problem(status: int, message: str, **extra):
         return web.json_response({"error": message, **extra}, status=status)
 
+    frame = (STATIC_DIR / "frame.html").read_text()
+    pages = {path: frame.replace("{title}", title).replace("{page}", name)
+             .replace("{main}", (STATIC_DIR / f"{name}.html").read_text().rstrip("\n"))
+             for path, (name, title) in PAGES.items()}
+
     async def page(request):
-        name = PAGES[request.path]
-        return web.FileResponse(STATIC_DIR / name, headers={"Cache-Control": "no-store"})
+        return web.Response(text=pages[request.path], content_type="text/html", headers={"Cache-Control": "no-store"})
 
     async def me(request):
         return web.json_response({"name": signed_in(request), "accounts": bool(accounts),
