@@ -60,6 +60,7 @@ from bench.workload import (  # noqa: E402
     WorkerProcess,
     add_broker_arguments,
     broker_for,
+    cpu_seconds,
     describe_counts,
     log_tail,
     mix_events,
@@ -109,8 +110,8 @@ def raw_consume(bootstrap: str, names: list[str], expect: int, timeout: float) -
 
 
 def bare_faust(bootstrap: str, settings: Settings, names: list[str], expect: int, scratch: Path,
-               timeout: float) -> float:
-    """Seconds a bare counting Faust agent takes from its first event to the `expect`-th."""
+               timeout: float) -> tuple[float, float]:
+    """Seconds a bare counting Faust agent takes from its first event to the `expect`-th, and its CPU seconds."""
     result = scratch / "bare-faust.json"
     log_path = scratch / "bare-faust.log"
     with open(log_path, "wb") as log:
@@ -130,7 +131,8 @@ def bare_faust(bootstrap: str, settings: Settings, names: list[str], expect: int
                                  f"its log: {log_path}")
             time.sleep(0.1)
         time.sleep(0.05)  # the line is written in one call; let it land whole
-        return json.loads(result.read_text())["seconds"]
+        counted_ = json.loads(result.read_text())
+        return counted_["seconds"], counted_["cpu_seconds"]
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -176,17 +178,19 @@ def main() -> None:
         say("a: plain confluent-kafka consumer")
         raw_s, raw_start_s = raw_consume(bootstrap, names, sent, args.timeout)
         say("b: bare Faust agent")
-        bare_s = bare_faust(bootstrap, settings, names, sent, scratch, args.timeout)
+        bare_s, bare_cpu = bare_faust(bootstrap, settings, names, sent, scratch, args.timeout)
         say("c: the worker with every rule")
         worker = WorkerProcess(settings, bootstrap, "bench0", scratch / "worker.log")
         try:
             joined, how = worker.wait_joined(bootstrap, timeout=300)
+            cpu_at_join = cpu_seconds(worker.pid)
             # The marker is written by a timer once partitions are assigned: the worker may have
             # committed some events already, which would flatter the figure.
             at_join = uncommitted(bootstrap, settings, names)
             say(f"worker joined ({how}) {joined - worker.started:.1f}s after start; {at_join} input events then "
                 f"uncommitted")
             done = wait_for_zero_lag(bootstrap, settings, worker, args.timeout)
+            worker_cpu = cpu_seconds(worker.pid) - cpu_at_join
         finally:
             worker.stop()
         worker_s = done - joined
@@ -201,6 +205,9 @@ def main() -> None:
     if at_join is not None and at_join < sent:
         print(f"   (caveat: the worker had committed {sent - at_join:,} events before it was seen to join)")
     print(f"worker / bare Faust: {worker_rate / bare_rate:.3f} ({bare_rate / worker_rate:.1f}x slower)")
+    # CPU per event depends far less than wall time on what else the machine is doing.
+    print(f"CPU per 1,000 events: bare Faust {1000 * bare_cpu / sent:.3f}s, worker {1000 * worker_cpu / sent:.3f}s "
+          f"(every thread of each process); ratio bare/worker {bare_cpu / worker_cpu:.3f}")
 
 
 if __name__ == "__main__":

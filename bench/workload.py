@@ -459,6 +459,12 @@ def worker_datadir(settings: Settings) -> Path:
     return datadir(settings)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and system, every thread) process `pid` has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class WorkerProcess:
     """One `python -m streams worker` in a child process, its log in the scratch directory."""
 

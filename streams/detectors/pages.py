@@ -9,6 +9,8 @@ resolves once its window has passed even when the page goes quiet.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 from streams.detectors.alerts import dedup_key, merge_evidence
 from streams.detectors.lifecycle import Result, alert_for, already_applied, minutes, transition
 from streams.thresholds import Thresholds
@@ -32,6 +34,8 @@ def apply_page_signal(state: dict | None, sig: dict, limits: Thresholds, *, dete
     ts = sig["ts"]
     if sig["kind"] == "page_hit":
         bucket = str(ts // BUCKET_MS)
+        if ts // BUCKET_MS <= (state.get("kept_from") or -1):
+            state["kept_from"] = None  # a bucket already out of the kept windows: forget it again
         counts = state["buckets"].setdefault(bucket, [0, 0])
         counts[0] += 1
         status = int(sig["data"].get("status_code") or 0)
@@ -48,8 +52,9 @@ def apply_page_signal(state: dict | None, sig: dict, limits: Thresholds, *, dete
         # Read late (it came from another session partition): judge the windows it belongs to as well,
         # each window ending between its time and the page's latest (a look back only opens).
         last = min(state["now"], ts + limits.web_error_window_ms)
+        sums = _bucket_sums(state)  # the buckets stay as they are while windows are looked back at
         for end in [ts] + list(range((ts // BUCKET_MS + 1) * BUCKET_MS, last + 1, BUCKET_MS)):
-            alerts = _error_spike(state, end, limits, detected_at, sig["event_id"], may_resolve=False)
+            alerts = _error_spike(state, end, limits, detected_at, sig["event_id"], may_resolve=False, sums=sums)
             result.alerts += alerts
             if alerts:
                 break
@@ -91,17 +96,42 @@ def next_due(state: dict, limits: Thresholds) -> int | None:
 def _forget(state: dict, now: int, limits: Thresholds) -> None:
     """Keep two windows: events read late still meet the events of their own window."""
     first_bucket = (now - 2 * limits.web_error_window_ms) // BUCKET_MS
-    state["buckets"] = {b: c for b, c in state["buckets"].items() if int(b) > first_bucket}
+    # Buckets can only fall out of the kept windows when `now` enters a new bucket.
+    if state.get("kept_from") != first_bucket:
+        state["buckets"] = {b: c for b, c in state["buckets"].items() if int(b) > first_bucket}
+        state["kept_from"] = first_bucket
     state["losses"] = [loss for loss in state["losses"] if loss[0] > now - 2 * limits.cart_loss_spike_window_ms]
 
 
+def _bucket_sums(state: dict) -> tuple[list[int], list[int], list[int]]:
+    """The page's buckets in time order, with running totals of requests and errors."""
+    keys, hits, errors = [], [0], [0]
+    for bucket, (h, e) in sorted((int(b), c) for b, c in state["buckets"].items()):
+        keys.append(bucket)
+        hits.append(hits[-1] + h)
+        errors.append(errors[-1] + e)
+    return keys, hits, errors
+
+
 def _error_spike(state: dict, now: int, limits: Thresholds, detected_at: int, cause: str,
-                 may_resolve: bool = True) -> list[dict]:
-    """The error rule over the window ending at `now`; a look back in time (`may_resolve` False) only opens."""
+                 may_resolve: bool = True, sums: tuple | None = None) -> list[dict]:
+    """The error rule over the window ending at `now`; a look back in time (`may_resolve` False) only opens.
+
+    `sums` is ``_bucket_sums(state)`` when the caller judges several windows over unchanged buckets.
+    """
     first, last = (now - limits.web_error_window_ms) // BUCKET_MS, now // BUCKET_MS
-    window = [c for b, c in state["buckets"].items() if first < int(b) <= last]
-    hits = sum(c[0] for c in window)
-    errors = sum(c[1] for c in window)
+    if sums is None:
+        hits = errors = 0
+        buckets = state["buckets"]
+        for bucket in range(first + 1, last + 1):
+            counts = buckets.get(str(bucket))
+            if counts:
+                hits += counts[0]
+                errors += counts[1]
+    else:
+        keys, hit_sums, error_sums = sums
+        lo, hi = bisect_right(keys, first), bisect_right(keys, last)
+        hits, errors = hit_sums[hi] - hit_sums[lo], error_sums[hi] - error_sums[lo]
     share = 100.0 * errors / hits if hits else 0.0
     active = errors >= limits.web_error_min and share >= limits.web_error_percent
     if not may_resolve and not active:

@@ -13,6 +13,10 @@ runtime logs every changed key and waits until the broker has acknowledged
 everything sent (outputs and changelogs), and only then are those offsets
 committed (``streams.runtime.faust_fixes.register_before_commit``).
 
+Signals to the few, busy entities of some stages (pages, channels, categories)
+are gathered per key and sent as bundles (``streams.runtime.bundles``), flushed
+every ``BUNDLE_S`` and before every commit.
+
 Deadlines fire in the stage that owns the entity: a tick a few times a second
 reads the worker clock (``streams.clock``) and calls ``Stage.fire`` for every
 entity of an active partition whose deadline it has passed.
@@ -37,6 +41,7 @@ from streams import topics
 from streams.brokers import fetch_max_wait_ms, session_timeout_s
 from streams.clock import WorkerClock
 from streams.runtime import faust_fixes
+from streams.runtime.bundles import Bundler, unbundle
 from streams.runtime.output import Output
 from streams.runtime.stage import Stage, StageContext
 from streams.runtime.state import DeadlineIndex, StageTable
@@ -50,6 +55,13 @@ log = logging.getLogger(__name__)
 TICK_S = 0.1
 # Longest Stage.settle_ms the runtime keeps clock readings for.
 MAX_SETTLE_MS = 5_000
+# Signal topics whose signals travel in bundles: many events, few receiving entities (pages, channels,
+# categories). Their stages emit no signals of their own (see streams.runtime.bundles).
+BUNDLED_TOPICS = (topics.PAGE_SIGNALS, topics.CHANNEL_SIGNALS, topics.CATEGORY_SIGNALS)
+# How long signals of the bundled topics gather before they are sent (streams.runtime.bundles). Stages fed
+# by signals judge their deadlines on the clock as it read streams.stages.SIGNAL_SETTLE_MS (500 ms) ago,
+# well above this: a signal still gathering is read before a deadline it bears on is judged.
+BUNDLE_S = 0.1
 # Changed keys kept before they are logged even without a commit (bounds what a standby lags behind).
 MAX_DIRTY_KEYS = 20_000
 
@@ -101,6 +113,8 @@ class Runtime:
         if fetch_wait is not None:
             faust_fixes.set_fetch_max_wait(self.app, fetch_wait)
         self.output = Output(bootstrap)
+        self.bundler = Bundler()
+        self._bundled = {settings.topic(spec.name) for spec in BUNDLED_TOPICS}
         self.bootstrap = bootstrap
         self._seeded: set = set()
         self.stages: list[Stage] = []
@@ -118,6 +132,7 @@ class Runtime:
         faust_fixes.register_before_commit(self.app, self.before_commit)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.timer(TICK_S, name="forewarn-tick")(self._tick)
+        self.app.timer(BUNDLE_S, name="forewarn-bundles")(self._send_bundles)
         self.app.timer(1.0, name="forewarn-lag")(self._report_lag)
 
     # ------------------------------------------------------------------ wiring
@@ -166,11 +181,32 @@ class Runtime:
         ctx.partition = msg.partition
         ctx.src = f"{msg.topic}:{msg.partition}:{msg.offset}"
         ctx.wall_ms = wall_ms()
+        if msg.topic in self._bundled:
+            self._apply_bundle(stage, ctx, event, schema, record)
+            return
         try:
             stage.apply(ctx, schema, record)
         except Exception:
             log.exception("processing failed in %s", stage.name)
             self.dead_letter(event, "processing-error", traceback.format_exc(limit=3), stage.name)
+
+    def _apply_bundle(self, stage: Stage, ctx: StageContext, event, schema: str, record: dict) -> None:
+        """Each signal of a bundle in turn; a failing one is dead-lettered with the bundle, the rest applied."""
+        try:
+            signals = unbundle(record)
+        except (ValueError, TypeError, KeyError) as exc:
+            self.dead_letter(event, "bad-bundle", f"a signal bundle that cannot be read: {exc!r}", stage.name)
+            return
+        failed = []
+        for signal in signals:
+            try:
+                stage.apply(ctx, schema, signal)
+            except Exception:
+                log.exception("processing failed in %s", stage.name)
+                failed.append(f"signal {signal['event_id']} ({signal['kind']}): {traceback.format_exc(limit=3)}")
+        if failed:
+            self.dead_letter(event, "processing-error", f"{counted(len(failed), 'signal')} of "
+                             f"{len(signals)} in this bundle failed; " + "\n".join(failed), stage.name)
 
     def decode(self, stage: Stage, event) -> tuple[str, dict]:
         msg = event.message
@@ -198,11 +234,23 @@ class Runtime:
     # ------------------------------------------------------------------ outputs
     def publish(self, spec: topics.TopicSpec, record: dict) -> None:
         name = self.settings.topic(spec.name)
+        if name in self._bundled:
+            if self.bundler.add(name, record):
+                self._flush_bundles()
+            return
         self.output.send(name, record[spec.key_field].encode(), self.codec.encode(spec.schema, record, topic=name))
 
     def send_to_partition(self, spec: topics.TopicSpec, schema: str, record: dict, partition: int) -> None:
         name = self.settings.topic(spec.name)
         self.output.send(name, None, self.codec.encode(schema, record, topic=name), partition=partition)
+
+    def _flush_bundles(self) -> None:
+        for name, record in self.bundler.drain():
+            self.output.send(name, record["key"].encode(),
+                             self.codec.encode(topics.SIGNAL_SCHEMA, record, topic=name))
+
+    async def _send_bundles(self) -> None:
+        self._flush_bundles()
 
     def dead_letter(self, event, reason: str, message: str, processor: str) -> None:
         msg = event.message
@@ -213,7 +261,12 @@ class Runtime:
             processor=processor, now_ms=wall_ms(), error_class=_ERROR_CLASS.get(reason, "DecodeError")))
 
     def log_changes(self) -> int:
-        """Send every changed key of every table to its changelog; returns how many."""
+        """Send the signals still gathered, then every changed key of every table to its changelog.
+
+        Returns how many changelog records were sent. Called before offsets are
+        committed: what the committed events caused must be on its way first.
+        """
+        self._flush_bundles()
         sent = 0
         for table in self.tables.values():
             topic = table.changelog_topic
