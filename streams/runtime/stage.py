@@ -53,6 +53,9 @@ class Stage:
     def on_ready(self, partitions: frozenset[int]) -> None:
         """The stage's partitions this worker now reads, recovered (after every rebalance)."""
 
+    def on_revoked(self) -> None:
+        """Every partition is being taken away (the start of each rebalance): forget what was known of them."""
+
 
 class StageContext:
     """The runtime's services for one stage, bound to the partition being processed."""

@@ -281,6 +281,8 @@ class Runtime:
         await self.output.settled()
 
     async def _on_revoked(self, app, revoked, **kwargs) -> None:
+        for stage in self.stages:
+            stage.on_revoked()
         # Whoever takes these partitions over recovers them from the changelogs: complete those first.
         self.log_changes()
         await self.output.settled()

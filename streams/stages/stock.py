@@ -114,7 +114,8 @@ class SkuStage(Stage):
     def __init__(self, settings: Settings, reference: Callable[[], stock.Reference]) -> None:
         self.settings = settings
         self.reference = reference
-        # partition -> the release threshold last applied on a tick
+        # partition -> the release threshold every held SKU of it was last released to (on a tick or a
+        # marker); forgotten at each rebalance, when a partition's state may be replaced by recovery
         self._released_to: dict[int, int | None] = {}
 
     def _release(self, ctx: StageContext, sku: str, state: dict | None, threshold: int | None, dirty: bool) -> bool:
@@ -163,15 +164,31 @@ class SkuStage(Stage):
             if record["watermark"] != here["watermarks"].get(source):
                 here["watermarks"][source] = record["watermark"]
                 changed = True
+            threshold = self._threshold(ctx, here)
+            if threshold is None or threshold == self._released_to.get(ctx.partition):
+                # Every held event at or before this threshold has been applied already: markers
+                # from the other sources, or a source that moved while another holds the minimum.
+                if changed:
+                    ctx.tables[self.PROGRESS].put(ctx.partition, f"p{ctx.partition}", here)
+                return
+            self._released_to[ctx.partition] = threshold
             held = {sku: ctx.get(sku) for sku in here["holding"]}
         else:
             sku = record["sku"]
             kind = "stock" if schema == topics.INVENTORY.schema else "line"
             held = {sku: stock.hold(ctx.get(sku), sku, kind, record)}
         threshold = self._threshold(ctx, here)
+        released_to = self._released_to.get(ctx.partition)
+        if released_to is not None and (threshold is None or threshold < released_to):
+            # The threshold fell below the one every held SKU was released to (the stock input fell
+            # behind again): this event may stay held at or before it, so that no longer holds.
+            del self._released_to[ctx.partition]
         changed |= self._release_all(ctx, here, held, threshold, dirty=schema != topics.WATERMARK_SCHEMA)
         if changed:
             ctx.tables[self.PROGRESS].put(ctx.partition, f"p{ctx.partition}", here)
+
+    def on_revoked(self) -> None:
+        self._released_to.clear()
 
     def tick(self, ctx: StageContext) -> None:
         """Release what the inventory's progress alone now allows (no event or marker arrives to do it)."""
