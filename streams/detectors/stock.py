@@ -102,11 +102,19 @@ def apply_stock_level(
 ) -> Outcome:
     """A new absolute stock level for one SKU, applied at its own event time."""
     state = state or new_sku_state(event["sku"])
+    since = _record_stock_level(state, event)
+    if since is None:
+        return Outcome(state)
+    return _resimulate(state, since, ref, detected_at, rollup_orders, horizon_ms)
+
+
+def _record_stock_level(state: dict, event: dict) -> int | None:
+    """Keep the level; the time to re-simulate from, or None when it is known already (redelivered)."""
     if any(level[2] == event["event_id"] for level in state["levels"]):
-        return Outcome(state)  # redelivered
+        return None
     state["levels"].append([event["ts"], int(event["available"]), event["event_id"]])
     state["levels"].sort(key=lambda level: level[0])
-    return _resimulate(state, event["ts"], ref, detected_at, rollup_orders, horizon_ms)
+    return event["ts"]
 
 
 def apply_order_line(
@@ -120,6 +128,19 @@ def apply_order_line(
 ) -> Outcome:
     """An order line for this SKU opened (order placed) or closed (shipped, delivered, cancelled)."""
     state = state or new_sku_state(line["sku"])
+    since, told_again = _record_order_line(state, line)
+    if told_again is not None or since is None:
+        return told_again or Outcome(state)
+    if line["action"] == "open":
+        appended = _append_newest(state, line["order_id"], ref, detected_at, rollup_orders, horizon_ms)
+        if appended is not None:
+            return appended
+    return _resimulate(state, since, ref, detected_at, rollup_orders, horizon_ms)
+
+
+def _record_order_line(state: dict, line: dict) -> tuple[int | None, Outcome | None]:
+    """Keep the line's opening or closing: (the time to re-simulate from, None), or (None, what to tell
+    again) for a redelivered opening, or (None, None) when nothing changed."""
     order_id = line["order_id"]
     known = state["lines"].get(order_id)
     if line["action"] == "open":
@@ -130,27 +151,58 @@ def apply_order_line(
             # nothing at the order stage.
             told = state["emitted"].get(order_id)
             if told is None or told[1] <= 0:
-                return Outcome(state)
+                return None, None
             level, level_event, _ = _situation_at(state, told[0])
-            return Outcome(state, shortages=[_tell_shortage(state, order_id, told[0], told[1], level, level_event,
-                                                            known["event_id"], "order_placed")])
+            return None, Outcome(state, shortages=[_tell_shortage(state, order_id, told[0], told[1], level,
+                                                                  level_event, known["event_id"], "order_placed")])
         count_ordered(state, line["placed_ts"], int(line["qty"]))
         # Closing adds closed_ts, close_event_id and close_reason: an open line stores none of them
         # (the whole state is one changelog message per change, and a busy SKU has many open lines).
         state["lines"][order_id] = {"qty": int(line["qty"]), "placed_ts": line["placed_ts"], "event_id": line["event_id"]}
-        appended = _append_newest(state, order_id, ref, detected_at, rollup_orders, horizon_ms)
-        if appended is not None:
-            return appended
-        since = line["placed_ts"]
-    else:
-        if known is None or known.get("closed_ts") is not None:
-            return Outcome(state)
-        # A line is closed from its closing event on, never before it was placed.
-        known["closed_ts"] = max(line["ts"], known["placed_ts"])
-        known["close_event_id"] = line["event_id"]
-        known["close_reason"] = line["reason"]
-        since = known["closed_ts"]
-    return _resimulate(state, since, ref, detected_at, rollup_orders, horizon_ms)
+        return line["placed_ts"], None
+    if known is None or known.get("closed_ts") is not None:
+        return None, None
+    # A line is closed from its closing event on, never before it was placed.
+    known["closed_ts"] = max(line["ts"], known["placed_ts"])
+    known["close_event_id"] = line["event_id"]
+    known["close_reason"] = line["reason"]
+    return known["closed_ts"], None
+
+
+def apply_together(
+    state: dict | None,
+    events: list[tuple[str, dict]],
+    sku: str,
+    ref: Reference,
+    *,
+    detected_at: int,
+    rollup_orders: int,
+    horizon_ms: int = DEFAULT_REORDER_HORIZON_MS,
+) -> Outcome:
+    """Stock levels and order lines (kind "stock" or "line") of one event time, applied as one change.
+
+    Applied one by one, two events of the same time (an order cancelled and
+    the stock level that goes with it, say) would tell an order the shortage
+    between them: resolved by the first, short again by the second, at the
+    same moment, which the order stage can only take as a second episode.
+    """
+    state = state or new_sku_state(sku)
+    outcome = Outcome(state)
+    since = None
+    for kind, record in events:
+        if kind == "stock":
+            changed, told_again = _record_stock_level(state, record), None
+        else:
+            changed, told_again = _record_order_line(state, record)
+        if told_again is not None:
+            outcome.shortages += told_again.shortages
+        if changed is not None:
+            since = changed if since is None else min(since, changed)
+    if since is not None:
+        step = _resimulate(state, since, ref, detected_at, rollup_orders, horizon_ms)
+        outcome.alerts += step.alerts
+        outcome.shortages += step.shortages
+    return outcome
 
 
 # Units ordered per day are kept this many days (the return-spike rule reads them; see streams.detectors.returns).
@@ -216,11 +268,23 @@ def release_due(
         return outcome
     due = [item for item in pending if item[0] <= threshold]
     state["pending"] = [item for item in pending if item[0] > threshold]
-    for _, kind, record in due:
-        apply = apply_stock_level if kind == "stock" else apply_order_line
-        step = apply(state, record, ref, detected_at=detected_at, rollup_orders=rollup_orders, horizon_ms=horizon_ms)
+    at = 0
+    while at < len(due):
+        # Events of one time are applied as one change (see apply_together).
+        end = at + 1
+        while end < len(due) and due[end][0] == due[at][0]:
+            end += 1
+        if end - at == 1:
+            _, kind, record = due[at]
+            apply = apply_stock_level if kind == "stock" else apply_order_line
+            step = apply(state, record, ref, detected_at=detected_at, rollup_orders=rollup_orders,
+                         horizon_ms=horizon_ms)
+        else:
+            step = apply_together(state, [(kind, record) for _, kind, record in due[at:end]], state["sku"], ref,
+                                  detected_at=detected_at, rollup_orders=rollup_orders, horizon_ms=horizon_ms)
         outcome.alerts += step.alerts
         outcome.shortages += step.shortages
+        at = end
     return outcome
 
 
