@@ -90,6 +90,22 @@ def write_endpoints(settings: Settings, bootstrap: str, sink: bool = True,
     os.replace(tmp, settings.endpoint_file)
 
 
+def scrape_targets_path(settings: Settings) -> Path:
+    return settings.data_dir / "metrics-targets.json"
+
+
+def write_scrape_targets(settings: Settings, urls: dict[str, str]) -> None:
+    """The stack's /metrics addresses in Prometheus's file_sd format, one target per process, labelled
+    with the process's name (deploy/prometheus/prometheus.yml reads such files)."""
+    from urllib.parse import urlsplit
+
+    targets = [{"targets": [urlsplit(url).netloc], "labels": {"process": name}} for name, url in urls.items()]
+    path = scrape_targets_path(settings)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(targets, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
 def take_lock(path: Path) -> tuple[int | None, str]:
     """Take an exclusive flock on `path` and write this process's id into it.
 
@@ -297,6 +313,7 @@ class Stack:
         ensure_topics(self.settings, self.bootstrap)
         self.metrics_addrs = self.metrics_plan()
         write_endpoints(self.settings, self.bootstrap, sink=self.sink, metrics=self.metrics_urls)
+        write_scrape_targets(self.settings, self.metrics_urls)
         for n in range(self.workers):
             # A marker left by a worker of an earlier run that was killed would make this
             # one look ready before it has started.
