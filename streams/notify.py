@@ -939,6 +939,9 @@ class Notifier:
             self.tracker.drop(gone)
             self.assigned -= gone
 
+        if any(d.kind == "alertmanager" for d in self.config.destinations.values()):
+            open_now = await loop.run_in_executor(None, self._open_alerts)
+            self.seed_open(open_now)
         self.consumer.subscribe([self.topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
         committed: dict[int, int] = {}
         paused = False
@@ -971,6 +974,31 @@ class Notifier:
             await loop.run_in_executor(kafka, self.consumer.close)
             kafka.shutdown(wait=True)
             self.producer.flush(10)
+
+    def _open_alerts(self) -> list[dict]:
+        """Every alert whose latest message on the topic leaves it open, read from the beginning."""
+        from schemas.codec import DecodeError
+        from streams.follow import TopicNotFound, read_topic
+
+        latest: dict[str, dict] = {}
+        try:
+            for item in read_topic(self.bootstrap, self.topic, self.codec):
+                if not isinstance(item, DecodeError):
+                    latest[item[1]["dedup_key"]] = item[1]
+        except TopicNotFound:
+            return []
+        return [alert for alert in latest.values() if alert["status"] != "resolved"]
+
+    def seed_open(self, alerts: list[dict]) -> None:
+        """Alertmanager ends an alert nobody posts again: after a restart, the alerts still open are
+        posted again at the first re-post round, not only when a new message about them comes."""
+        for alert in alerts:
+            for name in self.config.destinations_for(alert):
+                courier = self.couriers[name]
+                if courier.destination.kind == "alertmanager":
+                    courier.open[alert["dedup_key"]] = {
+                        "alert": alert, "labels": alertmanager_labels(alert, courier.destination),
+                        "posted": float("-inf"), "queued": False}
 
     def _consume(self) -> list:
         from confluent_kafka import KafkaError, KafkaException

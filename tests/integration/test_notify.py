@@ -245,3 +245,49 @@ def test_alertmanager_receives_open_updated_and_resolved_alerts(kafka_bootstrap,
             wait_for(lambda: not am_alerts(server.url, "k7"), 30, "the alert resolved in Alertmanager", interval=0.2)
     finally:
         server.stop()
+
+
+def test_an_open_alert_is_posted_again_before_it_ends_and_after_a_restart_routed_by_the_file(
+        kafka_bootstrap, fresh_prefix, env, tmp_path):
+    server = start_alertmanager(tmp_path / "alertmanager")
+    config = tmp_path / "notify.yaml"
+    config.write_text(
+        "destinations:\n"
+        "  - name: pager\n"
+        "    type: alertmanager\n"
+        f"    url: {server.url}\n"
+        "    resend_seconds: 1\n"
+        "    ends_after_seconds: 4\n"
+        "    labels: {team: shop}\n"
+        "routes:\n"
+        "  - audience: cs\n"
+        "    severity: [warning, critical]\n"
+        "    to: pager\n")
+    notify_env = dict(env, FOREWARN_NOTIFY_CONFIG=str(config))
+    try:
+        with Notifier(notify_env, tmp_path / "notify.log") as notifier:
+            where = produce_alerts(kafka_bootstrap, fresh_prefix, [alert(8), alert(9, audience="ops"),
+                                                                   alert(10, severity="info")])
+            (first,) = wait_for(lambda: notifier.assert_running() or am_alerts(server.url, "k8"), 30,
+                                "the open alert in Alertmanager", interval=0.1)
+            assert first["labels"]["team"] == "shop"
+
+            def posted_again(after: str):
+                found = am_alerts(server.url, "k8")
+                return found if found and found[0]["endsAt"] > after else None
+
+            # Posted again before its end, so it stays active past its first endsAt.
+            (again,) = wait_for(lambda: posted_again(first["endsAt"]), 30, "the open alert posted again")
+            assert again["status"]["state"] == "active"
+            # Everything is committed: the restarted notifier reads no message about k8 again.
+            wait_for(lambda: all(committed(kafka_bootstrap, fresh_prefix, p) >= o + 1 for p, o in where), 30,
+                     "the notifier to commit every message")
+        # Not routed: another audience, a severity the route leaves out.
+        assert am_alerts(server.url, "k9") == [] and am_alerts(server.url, "k10") == []
+        # A restarted notifier has nothing new to deliver, and still keeps the open alert alive.
+        with Notifier(notify_env, tmp_path / "notify-2.log"):
+            (later,) = wait_for(lambda: posted_again(again["endsAt"]), 30,
+                                "the open alert posted again by the restarted notifier")
+            assert later["status"]["state"] == "active"
+    finally:
+        server.stop()
