@@ -203,6 +203,16 @@ def test_a_receiver_answering_400_sends_the_alert_to_the_dead_letter_topic(kafka
         wait_for(lambda: all(committed(kafka_bootstrap, fresh_prefix, p) >= o + 1 for p, o in where), 30,
                  "the commit past every message, the dead-lettered one included")
 
+        # A message that is no alert at all goes to the dead-letter topic too, whole.
+        producer = Producer({"bootstrap.servers": kafka_bootstrap})
+        producer.produce(f"{fresh_prefix}alerts", key=b"junk", value=b"not an alert")
+        producer.flush(30)
+        junk = [m for m in read_raw(kafka_bootstrap, f"{fresh_prefix}{topics.DEAD_LETTERS.name}", 2, timeout=60)
+                if m.key() != b"k2"]
+        assert [(m.key(), m.value()) for m in junk] == [(b"junk", b"not an alert")]
+        assert dlq.headers_dict(junk[0].headers())[dlq.PROCESSOR] == "notify"
+        assert len(receiver.delivered()) == 2
+
 
 def am_alerts(url: str, key: str) -> list[dict]:
     return [a for a in get_json(f"{url}/api/v2/alerts") if a["labels"].get("dedup_key") == key]
