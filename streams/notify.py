@@ -14,7 +14,7 @@ key, one partition) reach a destination in the order they were written, and a
 slow or dead destination holds back nobody else. A failed delivery (no
 connection, a timeout, a 5xx, a 429) is retried with exponential backoff
 without end: the notifier never drops an alert message. A destination that
-refuses one for good (another 4xx) has it dead-lettered to ``forewarn.dlq``,
+refuses one for good (another 4xx, or a redirect) has it dead-lettered to ``forewarn.dlq``,
 with headers naming the destination, its status and its answer.
 
 At least once. An offset is committed only when every destination routed a
@@ -670,7 +670,7 @@ class OffsetTracker:
 
 
 class Refused(Exception):
-    """The destination refused the alert for good (a 4xx other than 429)."""
+    """The destination refused the alert for good (a 4xx other than 429, or a redirect, which is not followed)."""
 
     def __init__(self, status: int, answer: str) -> None:
         super().__init__(f"answered {status}")
@@ -761,7 +761,13 @@ class Courier:
                     await self.notifier.dead_letter_refused(message, self.destination, exc)
                 self.open.pop(alert["dedup_key"], None)
                 return
-            except Retry as exc:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a defect here must not stop this queue for good
+                if not isinstance(exc, Retry):
+                    log.exception("notify: delivering alert %s to %s failed unexpectedly; retrying",
+                                  alert.get("alert_id"), self.destination.shown)
+                    exc = Retry("error", type(exc).__name__)
                 self.notifier.stats.failures[(name, exc.reason)] += 1
                 now = time.monotonic()
                 if first_failure is None or now - first_failure > 30:

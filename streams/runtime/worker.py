@@ -382,8 +382,9 @@ class Runtime:
                     dict(self.processed), ("topic",))
         out.counter("forewarn_alerts_total", "Alert messages published, per rule and status.", dict(self.alerts),
                     ("rule", "status"))
-        out.histogram("forewarn_event_to_alert_seconds", "From the event's write to Kafka to the alert it caused "
-                      "being published (wall time).", self.event_to_alert)
+        out.histogram("forewarn_event_to_alert_seconds", "From the write to Kafka of the message whose processing "
+                      "published an alert to its publication (wall time); deadline alerts are not counted.",
+                      self.event_to_alert)
         out.histogram("forewarn_deadline_lateness_seconds", "How far past its deadline, on the worker clock, "
                       "a deadline was judged.", self.deadline_lateness)
         out.gauge("forewarn_consumer_lag_messages", "Messages of each input topic not yet read by this worker "
