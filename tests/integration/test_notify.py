@@ -154,6 +154,18 @@ def test_a_webhook_gets_each_alert_message_once_signed_with_the_shared_secret(ka
         assert first["link"] == "http://forewarn.example/alerts?rule=out_of_stock_open_order#alert-a-k3"
         assert first["event_ts"].endswith("Z")
 
+        # `forewarn status` shows the notifier and its group, caught up.
+        def status_report():
+            report = json.loads(run_forewarn(["status", "--json"], env).stdout)
+            return report if report["notifier"] and report["notifier"]["delivered"] else None
+
+        report = wait_for(status_report, 30, "the notifier's status")  # it reports every 2 s
+        assert report["notifier"]["delivered"] == {"webhook": len(records)}
+        assert report["notify_lag"]["per_topic"] == {f"{fresh_prefix}alerts": 0}
+        text = run_forewarn(["status"], env).stdout
+        assert f"lag of the notifier (group {fresh_prefix}forewarn-notify, 1 member): 0 messages" in text
+        assert "notifier: 5 alert messages read; delivered: webhook 5" in text
+
 
 def test_a_receiver_that_fails_for_a_while_gets_every_alert_and_nothing_is_committed_before(
         kafka_bootstrap, fresh_prefix, env, tmp_path):
