@@ -362,7 +362,8 @@ class _Reader:
 DESTINATION_FIELDS = ("name", "type", "url", "format", "secret", "secret_env", "headers", "labels",
                       "timeout_seconds", "retry_min_seconds", "retry_max_seconds", "resend_seconds",
                       "ends_after_seconds")
-ROUTE_FIELDS = ("audience", "rule", "severity", "to")
+MATCH_FIELDS = ("audience", "rule", "severity")
+ROUTE_FIELDS = ("audience", "rule", "severity", "match", "to")
 TOP_FIELDS = ("web_url", "destinations", "routes")
 
 
@@ -414,9 +415,18 @@ def _destination(data: Any, path: str, line: int, env: dict[str, str]) -> Destin
 
 def _route(data: Any, path: str, line: int, names: dict[str, Destination], rules: tuple[str, ...]) -> Route:
     r = _Reader(data, path, line)
-    audiences = r.strings("audience", AUDIENCES, "an audience")
-    chosen_rules = r.strings("rule", rules, "a rule")
-    severities = r.strings("severity", SEVERITIES, "a severity")
+    # The conditions stand in the route itself, or grouped under `match:` as Alertmanager's routes have them.
+    m = r
+    if "match" in r.data:
+        m = _Reader(r.take("match"), f"{path}.match", r.line_of("match"))
+        for key in MATCH_FIELDS:
+            if key in r.data:
+                raise r.fail(key, f"it under match, or match without it, not both", show=False)
+    audiences = m.strings("audience", AUDIENCES, "an audience")
+    chosen_rules = m.strings("rule", rules, "a rule")
+    severities = m.strings("severity", SEVERITIES, "a severity")
+    if m is not r:
+        m.finish(MATCH_FIELDS)
     to = r.strings("to", what="a destination name")
     if to is None:
         raise NotifyConfigError(f"line {r.line}: {path}: to is missing (the destinations to send to)")
@@ -570,13 +580,16 @@ def alertmanager_alert(alert: dict, destination: Destination, link: str | None, 
     return body
 
 
-def alert_json(alert: dict, link: str | None) -> dict:
-    """The webhook's JSON body: the alert record as `forewarn alerts --json` prints it, and its link."""
+def alert_json(alert: dict, link: str | None, sent_at_ms: int | None = None) -> dict:
+    """The webhook's JSON body: the alert record as `forewarn alerts --json` prints it, its link, and when
+    this request was sent."""
     from schemas.codec import record_to_json
     from streams import topics
 
     body = record_to_json(topics.ALERTS.schema, alert)
     body["link"] = link
+    if sent_at_ms is not None:
+        body["sent_at"] = iso_ms(sent_at_ms)
     return body
 
 
@@ -602,14 +615,15 @@ def slack_body(alert: dict, link: str | None) -> dict:
     return {"text": f"[{alert['severity']}] {alert['title']} ({state})", "blocks": blocks}
 
 
-def webhook_body(alert: dict, destination: Destination, link: str | None) -> bytes:
-    body = slack_body(alert, link) if destination.format == "slack" else alert_json(alert, link)
+def webhook_body(alert: dict, destination: Destination, link: str | None, sent_at_ms: int | None = None) -> bytes:
+    body = slack_body(alert, link) if destination.format == "slack" else alert_json(alert, link, sent_at_ms)
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def signature(secret: str, timestamp: str, body: bytes) -> str:
-    """``sha256=`` and the hex HMAC-SHA256, keyed by the shared secret, of the timestamp, a dot and the body."""
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+def signature(secret: str, body: bytes) -> str:
+    """``sha256=`` and the hex HMAC-SHA256 of the raw body, keyed by the shared secret (as GitHub signs its
+    webhooks). The JSON body carries ``sent_at`` under the signature, so a receiver can refuse a replay."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return f"sha256={digest}"
 
 
@@ -800,12 +814,12 @@ class Courier:
                 self.open[alert["dedup_key"]] = {"alert": alert, "labels": entry["labels"],
                                                  "posted": time.monotonic(), "queued": False}
             return
-        body = webhook_body(alert, self.destination, link)
+        sent_at_ms = int(time.time() * 1000)
+        body = webhook_body(alert, self.destination, link, sent_at_ms)
         headers["Content-Type"] = "application/json"
         if self.destination.secret:
-            stamp = str(int(time.time()))
-            headers[TIMESTAMP_HEADER] = stamp
-            headers[SIGNATURE_HEADER] = signature(self.destination.secret, stamp, body)
+            headers[TIMESTAMP_HEADER] = str(sent_at_ms // 1000)
+            headers[SIGNATURE_HEADER] = signature(self.destination.secret, body)
         await self._post(self.destination.url, body, headers)
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> None:

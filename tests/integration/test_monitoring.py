@@ -25,7 +25,7 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 
 
 @pytest.mark.parametrize("args", [["check", "config", "prometheus.yml"], ["check", "rules", "forewarn-rules.yml"],
-                                  ["test", "rules", "forewarn-rules.test.yml"]], ids=" ".join)
+                                  ["test", "rules", "tests/health_test.yml"]], ids=" ".join)
 def test_promtool_accepts_the_scrape_configuration_and_the_health_rules(args):
     done = subprocess.run([binary(PROMTOOL), *args], cwd=DEPLOY, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -141,10 +141,11 @@ def test_a_webhook_gets_each_alert_message_once_signed_with_the_shared_secret(ka
         messages = [r["headers"]["x-forewarn-message"] for r in seen]
         assert sorted(messages) == sorted(f"{fresh_prefix}alerts/{p}/{o}" for p, o in where)
         for r in seen:
-            stamp = r["headers"]["x-forewarn-timestamp"]
-            expected = hmac.new(SECRET.encode(), stamp.encode() + b"." + r["body"], hashlib.sha256).hexdigest()
+            expected = hmac.new(SECRET.encode(), r["body"], hashlib.sha256).hexdigest()
             assert r["headers"]["x-forewarn-signature"] == f"sha256={expected}"
-            assert abs(int(stamp) - time.time()) < 120
+            stamp = int(r["headers"]["x-forewarn-timestamp"])
+            assert abs(stamp - time.time()) < 120
+            assert json.loads(r["body"])["sent_at"].startswith(time.strftime("%Y-%m-%dT", time.gmtime(stamp)))
             assert r["headers"]["content-type"] == "application/json"
         bodies = [json.loads(r["body"]) for r in seen]
         # In order per dedup key.

@@ -101,6 +101,19 @@ def test_a_toml_file_gives_the_same_shape():
     assert config.destinations_for(alert(audience="ops")) == ["ops-am", "hook"]
 
 
+def test_a_routes_conditions_may_be_grouped_under_match():
+    config = parse_config("destinations:\n  - {name: a, type: webhook, url: 'http://a/'}\n"
+                          "routes:\n  - match: {audience: ops, severity: [critical]}\n    to: a\n", "yaml")
+    assert config.destinations_for(alert(audience="ops", severity="critical")) == ["a"]
+    assert config.destinations_for(alert(audience="ops")) == []
+    assert error_of("destinations:\n  - {name: a, type: webhook, url: 'http://a/'}\n"
+                    "routes:\n  - match:\n      team: ops\n    to: a\n") == (
+        "line 5: routes[0].match: unknown field 'team'; expected one of audience, rule, severity")
+    assert error_of("destinations:\n  - {name: a, type: webhook, url: 'http://a/'}\n"
+                    "routes:\n  - match: {rule: cart_lost}\n    audience: ops\n    to: a\n").startswith(
+        "line 5: routes[0].audience: expected it under match, or match without it, not both")
+
+
 def test_without_routes_every_destination_gets_every_alert():
     config = parse_config("destinations:\n  - {name: a, type: webhook, url: 'http://a/'}\n"
                           "  - {name: b, type: alertmanager, url: 'http://b/'}\n", "yaml")
@@ -230,10 +243,10 @@ def test_forewarn_notify_refuses_in_one_line_without_a_destination_or_with_a_bad
             f"forewarn: FOREWARN_NOTIFY_CONFIG={str(path)!r}: line 5: destinations[0]: unknown field 'retries'")
 
 
-def test_the_webhook_signature_is_an_hmac_of_the_timestamp_and_the_body():
+def test_the_webhook_signature_is_an_hmac_of_the_body():
     body = b'{"a":1}'
-    expected = hmac.new(b"key", b"1700000000." + body, hashlib.sha256).hexdigest()
-    assert signature("key", "1700000000", body) == f"sha256={expected}"
+    expected = hmac.new(b"key", body, hashlib.sha256).hexdigest()
+    assert signature("key", body) == f"sha256={expected}"
 
 
 def test_what_a_webhook_and_alertmanager_are_sent():
@@ -246,7 +259,9 @@ def test_what_a_webhook_and_alertmanager_are_sent():
     plain = parse_config("destinations:\n  - {name: h, type: webhook, url: 'http://h/'}\n", "yaml")
     record = json.loads(webhook_body(alert(), plain.destinations["h"], None))
     assert record["dedup_key"] == "oos:O1" and record["event_ts"] == "1970-01-01T00:00:01Z"
-    assert record["link"] is None
+    assert record["link"] is None and "sent_at" not in record
+    sent = json.loads(webhook_body(alert(), plain.destinations["h"], None, sent_at_ms=1_500))
+    assert sent["sent_at"] == "1970-01-01T00:00:01.500Z"
 
     am = config.destinations["ops-am"]
     opened = alertmanager_alert(alert(), am, link, now_ms=10_000_000)
