@@ -115,12 +115,19 @@ def add_collector(registry: CollectorRegistry, describe: Callable[[Families], No
 def serve_metrics(registry: CollectorRegistry, addr: tuple[str, int] | None) -> str | None:
     """Serve ``registry`` at ``http://addr/metrics`` on a daemon thread; the URL, or None when ``addr`` is None.
 
-    Port 0 picks a free port; the URL names the one taken.
+    Port 0 picks a free port; the URL names the one taken. An address that cannot be listened on is a
+    SettingsError naming FOREWARN_METRICS_ADDR.
     """
     if addr is None:
         return None
     host, port = addr
-    server, _thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        from streams.settings import SettingsError
+
+        raise SettingsError(f"FOREWARN_METRICS_ADDR={host}:{port}: cannot listen there "
+                            f"({exc.strerror or exc}); choose another address") from None
     taken = server.server_address[1]
     shown = f"[{host}]" if ":" in host else ("127.0.0.1" if host in ("", "0.0.0.0") else host)
     return f"http://{shown}:{taken}/metrics"

@@ -45,3 +45,18 @@ def test_a_process_serves_its_metrics_on_a_port_of_its_own():
     assert 'forewarn_sink_rows_total{table="alerts"} 7.0' in text and "process_cpu_seconds_total" in text
     assert "forewarn_sink_buffered_messages 2.0" in text
     assert serve_metrics(new_registry(), None) is None
+
+
+def test_a_taken_metrics_address_is_refused_naming_the_setting():
+    import socket
+
+    import pytest
+
+    from streams.settings import SettingsError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SettingsError, match=f"FOREWARN_METRICS_ADDR=127.0.0.1:{port}: cannot listen there"):
+            serve_metrics(new_registry(), ("127.0.0.1", port))
