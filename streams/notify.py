@@ -861,7 +861,6 @@ class Notifier:
         self.stats = NotifyStats()
         self.couriers: dict[str, Courier] = {}
         self.assigned: set[int] = set()
-        self.revoked: list[set[int]] = []
         self.consumer = None
         self.producer = None
 
@@ -871,7 +870,7 @@ class Notifier:
                     "per destination.", {n: self.stats.deliveries.get(n, 0) for n in self.config.destinations},
                     ("destination",))
         out.counter("forewarn_notify_failures_total", "Failed delivery attempts per destination and reason "
-                    "(connection, timeout, server_error, throttled: retried; refused: dead-lettered).",
+                    "(connection, timeout, server_error, throttled, error: retried; refused: dead-lettered).",
                     dict(self.stats.failures), ("destination", "reason"))
         out.gauge("forewarn_notify_queued_messages", "Alert messages waiting for a destination.",
                   {n: c.queue.qsize() for n, c in self.couriers.items()}, ("destination",))
@@ -920,7 +919,7 @@ class Notifier:
         self.stats.dead_letters[source] += 1
 
     async def _original(self, partition: int, offset: int) -> tuple[bytes | None, bytes | None]:
-        """The message as it is on the topic, read again, to dead-letter it whole."""
+        """The key and value of a message still in flight, as read, to dead-letter it whole."""
         return self._raw.get((partition, offset), (None, None))
 
     # -- the loop
