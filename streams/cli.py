@@ -202,7 +202,13 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("rules", help="list every rule with its audience, task queue and current thresholds")
 
     commands.add_parser("notify", help="deliver every alert to Alertmanager and webhooks (FOREWARN_NOTIFY_CONFIG, "
-                                       "FOREWARN_ALERTMANAGER_URL, FOREWARN_WEBHOOK_URL)")
+                                       "FOREWARN_ALERTMANAGER_URL, FOREWARN_WEBHOOK_URL)",
+                        description="Read the alerts topic in group <prefix>forewarn-notify and deliver every alert "
+                                    "message, by audience, rule and severity, to the destinations of "
+                                    "FOREWARN_NOTIFY_CONFIG (a YAML or TOML file), FOREWARN_ALERTMANAGER_URL and "
+                                    "FOREWARN_WEBHOOK_URL. At least once: an offset is committed only once every "
+                                    "destination has delivered the message; a destination refusing it for good "
+                                    "sends it to forewarn.dlq. README: Paging and metrics.")
 
     web = commands.add_parser("web", help="serve the live page: the reps' queue, the alert stream, the overview "
                                           "(FOREWARN_WEB_ADDR, default 127.0.0.1:8787)")
