@@ -38,6 +38,10 @@ configuration (environment):
   FOREWARN_REPLICATION_FACTOR, FOREWARN_ALLOWED_LATENESS_MS, FOREWARN_STOCKOUT_ROLLUP_ORDERS,
   FOREWARN_MAX_ALTERNATIVES, FOREWARN_REORDER_HORIZON_MS, FOREWARN_SESSION_TIMEOUT_MS,
   FOREWARN_SINGLE_RECORD_BATCHES, FOREWARN_WEB_PORT, FOREWARN_WORKER_ID
+  FOREWARN_NOTIFY_CONFIG    a YAML or TOML file of alert destinations and routes (`forewarn notify`)
+  FOREWARN_ALERTMANAGER_URL, FOREWARN_WEBHOOK_URL  one Alertmanager, one webhook, each getting every alert
+  FOREWARN_WEBHOOK_SECRET, FOREWARN_WEBHOOK_FORMAT (json or slack), FOREWARN_WEB_URL (links in alerts)
+  FOREWARN_METRICS_ADDR     host:port where this process serves Prometheus /metrics (port 0: a free one)
   every rule's thresholds: `forewarn rules` lists them with their variables and current values
 every variable is checked at start: a bad value stops the command, naming it and what it may be
 """
@@ -197,6 +201,15 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("rules", help="list every rule with its audience, task queue and current thresholds")
 
+    commands.add_parser("notify", help="deliver every alert to Alertmanager and webhooks (FOREWARN_NOTIFY_CONFIG, "
+                                       "FOREWARN_ALERTMANAGER_URL, FOREWARN_WEBHOOK_URL)",
+                        description="Read the alerts topic in group <prefix>forewarn-notify and deliver every alert "
+                                    "message, by audience, rule and severity, to the destinations of "
+                                    "FOREWARN_NOTIFY_CONFIG (a YAML or TOML file), FOREWARN_ALERTMANAGER_URL and "
+                                    "FOREWARN_WEBHOOK_URL. At least once: an offset is committed only once every "
+                                    "destination has delivered the message; a destination refusing it for good "
+                                    "sends it to forewarn.dlq. README: Paging and metrics.")
+
     web = commands.add_parser("web", help="serve the live page: the reps' queue, the alert stream, the overview "
                                           "(FOREWARN_WEB_ADDR, default 127.0.0.1:8787)")
     web.add_argument("--hash-password", metavar="NAME",
@@ -344,6 +357,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             from streams.web import load_accounts
 
             load_accounts(settings.web_accounts)  # a bad accounts file stops here, naming the line
+        if settings.notifies:
+            from streams.notify import config_from_settings
+
+            config_from_settings(settings)  # a bad notification file stops here, naming the line
         return run_up(settings, workers=args.workers, sink=not args.no_sink, reset=args.reset, web=not args.no_web)
     if args.command == "worker":
         from streams.runner import run_worker
@@ -373,6 +390,15 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0 if report.healthy else 1
     if args.command == "sink":
         return _sink(args, settings)
+    if args.command == "notify":
+        from streams.notify import config_from_settings, serve
+
+        config = config_from_settings(settings)
+        if config is None:
+            raise SettingsError("`forewarn notify` has nowhere to deliver: set FOREWARN_NOTIFY_CONFIG, "
+                                "FOREWARN_ALERTMANAGER_URL or FOREWARN_WEBHOOK_URL")
+        bootstrap, settings = _kafka_beside_up(settings)
+        return serve(settings, bootstrap, config)
     if args.command == "sql":
         return _sql(args, settings)
     if args.command == "rules":

@@ -58,6 +58,12 @@ def run_worker(settings: Settings, bootstrap: str, loglevel: str = "warning") ->
         ensure_topics(settings, bootstrap)
         check_partitions(settings, bootstrap)
         worker = build_worker(settings, bootstrap)
+        from streams.metrics import new_registry, serve_metrics
+
+        metrics_url = serve_metrics(new_registry(worker.runtime.describe_metrics), settings.metrics_addr)
+        if metrics_url and settings.metrics_addr[1] == 0:
+            print(f"forewarn worker: metrics at {metrics_url}", file=sys.stderr, flush=True)
+        worker.runtime.metrics_url = metrics_url
         worker.reference.start()
         try:
             runner = faust.Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
@@ -72,14 +78,32 @@ def run_worker(settings: Settings, bootstrap: str, loglevel: str = "warning") ->
         release_lock(lock)
 
 
-def write_endpoints(settings: Settings, bootstrap: str, sink: bool = True) -> None:
-    """Record the stack for commands run beside it: the broker, this process, the topic prefix, and
-    whether a sink owns the chDB store (`forewarn sql` then waits for its query endpoint)."""
+def write_endpoints(settings: Settings, bootstrap: str, sink: bool = True,
+                    metrics: dict[str, str] | None = None) -> None:
+    """Record the stack for commands run beside it: the broker, this process, the topic prefix,
+    whether a sink owns the chDB store (`forewarn sql` then waits for its query endpoint), and the
+    /metrics URL of every process (for a Prometheus scrape configuration)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     tmp = settings.endpoint_file.with_suffix(".tmp")
     tmp.write_text(json.dumps({"kafka": bootstrap, "pid": os.getpid(), "topic_prefix": settings.topic_prefix,
-                               "sink": sink}))
+                               "sink": sink, "metrics": metrics or {}}))
     os.replace(tmp, settings.endpoint_file)
+
+
+def scrape_targets_path(settings: Settings) -> Path:
+    return settings.data_dir / "metrics-targets.json"
+
+
+def write_scrape_targets(settings: Settings, urls: dict[str, str]) -> None:
+    """The stack's /metrics addresses in Prometheus's file_sd format, one target per process, labelled
+    with the process's name (deploy/prometheus/prometheus.yml reads such files)."""
+    from urllib.parse import urlsplit
+
+    targets = [{"targets": [urlsplit(url).netloc], "labels": {"process": name}} for name, url in urls.items()]
+    path = scrape_targets_path(settings)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(targets, indent=1) + "\n")
+    os.replace(tmp, path)
 
 
 def take_lock(path: Path) -> tuple[int | None, str]:
@@ -248,6 +272,11 @@ class Stack:
         self.worker_log = worker_log
         self.sink = sink
         self.sink_log = settings.data_dir / "logs" / "sink.log"
+        # The notifier runs whenever a destination for alerts is configured.
+        self.notify = settings.notifies
+        self.notify_log = settings.data_dir / "logs" / "notify.log"
+        # Each process's /metrics address, by process name (worker-0, ..., sink, notify); see metrics_plan.
+        self.metrics_addrs: dict[str, tuple[str, int]] = {}
         self.broker = None
         self.bootstrap: str | None = settings.kafka
         self.children: list[subprocess.Popen] = []
@@ -282,7 +311,9 @@ class Stack:
             self.broker.start()
             self.bootstrap = self.broker.bootstrap
         ensure_topics(self.settings, self.bootstrap)
-        write_endpoints(self.settings, self.bootstrap, sink=self.sink)
+        self.metrics_addrs = self.metrics_plan()
+        write_endpoints(self.settings, self.bootstrap, sink=self.sink, metrics=self.metrics_urls)
+        write_scrape_targets(self.settings, self.metrics_urls)
         for n in range(self.workers):
             # A marker left by a worker of an earlier run that was killed would make this
             # one look ready before it has started.
@@ -295,24 +326,78 @@ class Stack:
             self.children.append(self._spawn_sink())
         if self.web:
             self.children.append(self._spawn_web())
+        if self.notify:
+            from streams.notify import status_path as notify_status_path
+
+            notify_status_path(self.settings).unlink(missing_ok=True)
+            self.children.append(self._spawn_notify())
         return self.bootstrap
 
-    def _child_env(self) -> dict[str, str]:
+    def metrics_plan(self) -> dict[str, tuple[str, int]]:
+        """Where each process serves /metrics: with FOREWARN_METRICS_ADDR host:port, consecutive ports
+        from that one (worker-0, worker-1, ..., sink, notify); unset or port 0, a free loopback port
+        each. The web process answers /metrics on its own address."""
+        names = [f"worker-{n}" for n in range(self.workers)] + (["sink"] if self.sink else []) \
+            + (["notify"] if self.notify else [])
+        from streams.metrics import free_port
+
+        host, base = self.settings.metrics_addr or ("127.0.0.1", 0)
+        if base:
+            if base + len(names) - 1 > 65_535:
+                raise SettingsError(f"FOREWARN_METRICS_ADDR={host}:{base}: `forewarn up` needs {len(names)} "
+                                    f"consecutive ports from there; choose a lower one")
+            return {name: (host, base + i) for i, name in enumerate(names)}
+        return {name: (host, free_port(host)) for name in names}
+
+    @property
+    def metrics_urls(self) -> dict[str, str]:
+        """The /metrics URL of every process of the stack, by process name."""
+        urls = {}
+        for name, (host, port) in self.metrics_addrs.items():
+            shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+            urls[name] = f"http://{shown}:{port}/metrics"
+        if self.web:
+            urls["web"] = self.web_url + "metrics"
+        return urls
+
+    def _child_env(self, metrics: str | None = None) -> dict[str, str]:
         env = dict(os.environ)
+        env.pop("FOREWARN_METRICS_ADDR", None)
         env.update(
             FOREWARN_KAFKA=self.bootstrap,
             FOREWARN_DATA_DIR=str(self.settings.data_dir),
             FOREWARN_TOPIC_PREFIX=self.settings.topic_prefix,
             FOREWARN_PARTITIONS=str(self.settings.partitions),
         )
+        if metrics in self.metrics_addrs:
+            host, port = self.metrics_addrs[metrics]
+            env["FOREWARN_METRICS_ADDR"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         return env
+
+    def _spawn_notify(self) -> subprocess.Popen:
+        from streams.embedded import die_with_parent_hook
+
+        env = self._child_env("notify")
+        if not self.settings.web_url and self.web:
+            env["FOREWARN_WEB_URL"] = self.web_url  # the links in delivered alerts lead to this stack's page
+        self.notify_log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.notify_log, "ab") as output:
+            return subprocess.Popen([sys.executable, "-m", "streams", "notify"], env=env,
+                                    stdout=output, stderr=subprocess.STDOUT, preexec_fn=die_with_parent_hook())
+
+    def notify_ready(self) -> bool:
+        """True once the notifier has been given the alerts topic's partitions."""
+        from streams.notify import read_status
+
+        status = read_status(self.settings)
+        return bool(status and status.get("assigned_partitions"))
 
     def _spawn_sink(self) -> subprocess.Popen:
         from streams.embedded import die_with_parent_hook
 
         self.sink_log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.sink_log, "ab") as output:
-            return subprocess.Popen([sys.executable, "-m", "streams", "sink"], env=self._child_env(),
+            return subprocess.Popen([sys.executable, "-m", "streams", "sink"], env=self._child_env("sink"),
                                     stdout=output, stderr=subprocess.STDOUT, preexec_fn=die_with_parent_hook())
 
     def _spawn_web(self) -> subprocess.Popen:
@@ -341,7 +426,7 @@ class Stack:
 
     def describe_child(self, child: subprocess.Popen) -> str:
         """What a child process of the stack is, for a message: the sink, the web page or a worker."""
-        return {"sink": "the sink", "web": "the web page"}.get(child.args[-1], "a worker")
+        return {"sink": "the sink", "web": "the web page", "notify": "the notifier"}.get(child.args[-1], "a worker")
 
     def sink_ready(self) -> bool:
         """True once the sink has opened the store and been given its partitions."""
@@ -356,7 +441,7 @@ class Stack:
     def _spawn_worker(self, n: int) -> subprocess.Popen:
         from streams.embedded import die_with_parent_hook
 
-        env = self._child_env()
+        env = self._child_env(f"worker-{n}")
         env["FOREWARN_WORKER_ID"] = f"worker-{n}"
         output = None
         if self.worker_log is not None:
@@ -469,18 +554,26 @@ def run_up(settings: Settings, workers: int = 1, sink: bool = True, reset: bool 
                   f"{workers} detection {'worker' if workers == 1 else 'workers'}; "
                   f"topic prefix {settings.topic_prefix or '(none)'}; "
                   + (f"sink into {store} (log {stack.sink_log})" if sink else "no sink"), flush=True)
+            if stack.notify:
+                from streams.notify import config_from_settings
+
+                shown = "; ".join(d.shown for d in config_from_settings(settings).destinations.values())
+                print(f"forewarn up: delivering alerts to {shown} (log {stack.notify_log})", flush=True)
+            print("forewarn up: metrics at " + ", ".join(f"{name} {url}" for name, url in stack.metrics_urls.items()),
+                  flush=True)
             print(f"forewarn up: recorded in {settings.endpoint_file}; commands run beside it find it. "
                   f"Ctrl-C stops everything.", flush=True)
             while True:
                 failed = stack.failed_child()
                 if failed is not None:
                     what = stack.describe_child(failed)
-                    log_file = {"the sink": stack.sink_log, "the web page": stack.web_log}.get(what)
+                    log_file = {"the sink": stack.sink_log, "the web page": stack.web_log,
+                                "the notifier": stack.notify_log}.get(what)
                     print(f"forewarn up: {what} exited with status {failed.returncode}; stopping"
                           + (f" (see {log_file})" if log_file else ""), file=sys.stderr)
                     return 1
                 if not ready and stack.workers_ready() and (not sink or stack.sink_ready()) \
-                        and (not web or stack.web_ready()):
+                        and (not web or stack.web_ready()) and (not stack.notify or stack.notify_ready()):
                     ready = True
                     print(f"forewarn up: ready in {time.monotonic() - started:.1f}s: Kafka at {bootstrap}"
                           + (f"; ClickHouse: {store}" if sink else "")

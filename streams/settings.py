@@ -212,6 +212,43 @@ def _web_addr_env(env: dict[str, str]) -> tuple[str, int]:
     return host, int(port)
 
 
+def _metrics_addr_env(env: dict[str, str]) -> tuple[str, int] | None:
+    """FOREWARN_METRICS_ADDR: host:port where this process serves /metrics (port 0: a free one); None when unset."""
+    raw = env.get("FOREWARN_METRICS_ADDR", "").strip()
+    if not raw:
+        return None
+    host, _, port = raw.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65_535 or any(c.isspace() for c in raw):
+        raise SettingsError(f"FOREWARN_METRICS_ADDR={raw!r}: expected host:port, such as 127.0.0.1:9464 "
+                            f"(ports from 1 to 65535, or 0 for a free one)")
+    return host, int(port)
+
+
+def _one_url_env(env: dict[str, str], name: str) -> str | None:
+    """One http(s) URL that may hold a secret (a webhook's path often is one): a bad one is not echoed."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        url = urlsplit(raw)
+        port = url.port
+    except ValueError:
+        url, port = None, None
+    if url is None or url.scheme not in ("http", "https") or not url.hostname or port == 0 \
+            or any(c.isspace() for c in raw):
+        raise SettingsError(f"{name}: expected one http(s)://host[:port][/path] URL (ports from 1 to 65535); "
+                            f"the value is not shown, as it may hold a secret")
+    return raw
+
+
+def _secret_env(env: dict[str, str], name: str) -> str | None:
+    raw = env.get(name, "")
+    if raw and raw != raw.strip():
+        raise SettingsError(f"{name}: the secret starts or ends with white space (not shown); remove it")
+    return raw or None
+
+
 def _file_env(env: dict[str, str], name: str, what: str) -> Path | None:
     raw = env.get(name, "").strip()
     if not raw:
@@ -281,6 +318,18 @@ class Settings:
     single_record_batches: bool | None = None
     # Every rule's thresholds (streams.thresholds), each from its own FOREWARN_* variable.
     thresholds: Thresholds = field(default_factory=Thresholds)
+    # Where alerts are delivered (streams.notify): a file of destinations and routes, and/or one
+    # Alertmanager and one webhook that get every alert.
+    notify_config: Path | None = None
+    alertmanager_url: str | None = field(default=None, repr=False)
+    webhook_url: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_format: str = "json"
+    # The live page's address as people reach it, for the links in delivered alerts; unset: the
+    # page `forewarn up` runs, if it runs one.
+    web_url: str | None = None
+    # Where this process serves its Prometheus metrics (FOREWARN_METRICS_ADDR); None: nowhere.
+    metrics_addr: tuple[str, int] | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -321,6 +370,14 @@ class Settings:
             single_record_batches=_switch_env(env, "FOREWARN_SINGLE_RECORD_BATCHES",
                                               "1: one record per producer batch, 0: normal batching"),
             thresholds=_thresholds(env),
+            notify_config=_file_env(env, "FOREWARN_NOTIFY_CONFIG", "a YAML or TOML file of destinations and "
+                                                                   "routes (see README: Paging and metrics)"),
+            alertmanager_url=_one_url_env(env, "FOREWARN_ALERTMANAGER_URL"),
+            webhook_url=_one_url_env(env, "FOREWARN_WEBHOOK_URL"),
+            webhook_secret=_secret_env(env, "FOREWARN_WEBHOOK_SECRET"),
+            webhook_format=_choice_env(env, "FOREWARN_WEBHOOK_FORMAT", "json", ("json", "slack")),
+            web_url=_url_env(env, "FOREWARN_WEB_URL", "http(s)://host[:port][/path]"),
+            metrics_addr=_metrics_addr_env(env),
         )
 
     def with_(self, **changes) -> "Settings":
@@ -336,7 +393,13 @@ class Settings:
         return self.data_dir / "endpoints.json"
 
     def describe(self) -> dict[str, str]:
-        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+        """Every setting as text, except those that may hold a secret (webhook URLs and secrets)."""
+        return {f.name: str(getattr(self, f.name)) for f in fields(self) if f.repr}
+
+    @property
+    def notifies(self) -> bool:
+        """Whether any destination for alerts is configured (`forewarn up` then runs the notifier)."""
+        return bool(self.notify_config or self.alertmanager_url or self.webhook_url)
 
 
 def _thresholds(env: dict[str, str]) -> Thresholds:

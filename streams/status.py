@@ -9,9 +9,11 @@ directory, or FOREWARN_KAFKA) it shows:
   second; ``streams.runtime.worker.Runtime.write_status``);
 * the workers' consumer group: lag per input topic, and how many members it has;
 * the sink: its group's lag, rows stored, the last write to ClickHouse and any
-  store error (from its status file, when it runs from this data directory).
+  store error (from its status file, when it runs from this data directory);
+* the notifier (`forewarn notify`), when it runs or ran: its group's lag on
+  ``alerts`` and its deliveries per destination.
 
-The stack is unhealthy when a worker or the sink has stopped reporting
+The stack is unhealthy when a worker, the sink or the notifier has stopped reporting
 (``STALE_S``), the sink cannot write, or events wait in a group nobody reads.
 ``gather`` collects, ``render`` prints; both are pure apart from the reading.
 """
@@ -61,6 +63,9 @@ class StackStatus:
     sink_group: GroupLag | None = None
     sink: dict | None = None
     sink_age_s: float | None = None
+    notify_group: GroupLag | None = None
+    notifier: dict | None = None
+    notifier_age_s: float | None = None
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -116,6 +121,7 @@ def gather(settings: Settings, bootstrap: str, *, now: float | None = None) -> S
     from sinks.clickhouse.sink import read_status as sink_status
     from sinks.clickhouse.tables import SINK_TOPICS
     from streams.follow import LagProbe
+    from streams.notify import GROUP as NOTIFY_GROUP, read_status as notify_status
 
     now = time.time() if now is None else now
     status = StackStatus(bootstrap=bootstrap, wall_ms=int(now * 1000))
@@ -125,6 +131,11 @@ def gather(settings: Settings, bootstrap: str, *, now: float | None = None) -> S
         status.worker_group = _group_lag(probe, probe.admin, settings.topic("forewarn"), inputs)
         sink_inputs = [settings.topic(spec.name) for spec in SINK_TOPICS]
         status.sink_group = _group_lag(probe, probe.admin, settings.topic("forewarn-sink"), sink_inputs)
+        status.notify_group = _group_lag(probe, probe.admin, settings.topic(NOTIFY_GROUP),
+                                         [settings.topic(topics.ALERTS.name)])
+    status.notifier = notify_status(settings)
+    if status.notifier is not None and status.notifier.get("updated_at"):
+        status.notifier_age_s = max(0.0, now - float(status.notifier["updated_at"]))
     status.sink = sink_status(settings)
     if status.sink is not None and status.sink.get("written_at"):
         status.sink_age_s = max(0.0, now - float(status.sink["written_at"]))
@@ -138,7 +149,9 @@ def gather(settings: Settings, bootstrap: str, *, now: float | None = None) -> S
             problems.append(f"the sink has not reported for {_age(status.sink_age_s)} (stalled or stopped)")
         elif status.sink.get("store_error"):
             problems.append(f"the sink cannot write to ClickHouse: {status.sink['store_error']}")
-    for lag in (status.worker_group, status.sink_group):
+    if status.notifier_age_s is not None and status.notifier_age_s > STALE_S:
+        problems.append(f"the notifier has not reported for {_age(status.notifier_age_s)} (stalled or stopped)")
+    for lag in (status.worker_group, status.sink_group, status.notify_group):
         if lag is None or lag.per_topic is None:
             continue
         waiting = sum(lag.per_topic.values())
@@ -183,7 +196,10 @@ def render(status: StackStatus, settings: Settings) -> str:
                      f"{worker.assigned} {_plural(worker.assigned, 'partition')} assigned, {worker.behind} behind; "
                      f"{worker.dead_lettered} dead {_plural(worker.dead_lettered, 'letter')}; "
                      f"reported {_age(worker.age_s)} ago")
-    for title, lag in (("input lag of the workers", status.worker_group), ("lag of the sink", status.sink_group)):
+    notifier_ran = status.notifier is not None or (status.notify_group is not None
+                                                   and status.notify_group.state not in (None, "dead"))
+    for title, lag in (("input lag of the workers", status.worker_group), ("lag of the sink", status.sink_group),
+                       ("lag of the notifier", status.notify_group if notifier_ran else None)):
         if lag is None:
             continue
         if lag.state == "dead":
@@ -208,6 +224,12 @@ def render(status: StackStatus, settings: Settings) -> str:
         lines.append(f"sink: {int(sink.get('stored_rows') or 0):,} rows stored, {flushed}; "
                      f"{int(sink.get('dead_letters') or 0)} dead {_plural(int(sink.get('dead_letters') or 0), 'letter')}; "
                      f"reported {_age(status.sink_age_s or 0.0)} ago")
+    if status.notifier is not None:
+        delivered = status.notifier.get("delivered") or {}
+        shown = ", ".join(f"{name} {n:,}" for name, n in sorted(delivered.items())) or "nothing yet"
+        lines.append(f"notifier: {int(status.notifier.get('read') or 0):,} alert "
+                     f"{_plural(int(status.notifier.get('read') or 0), 'message')} read; delivered: {shown}; "
+                     f"reported {_age(status.notifier_age_s or 0.0)} ago")
     if status.healthy:
         lines.append("healthy")
     else:
@@ -224,4 +246,6 @@ def as_json(status: StackStatus) -> str:
         "worker_lag": status.worker_group.__dict__ if status.worker_group else None,
         "sink_lag": status.sink_group.__dict__ if status.sink_group else None,
         "sink": status.sink,
+        "notify_lag": status.notify_group.__dict__ if status.notify_group else None,
+        "notifier": status.notifier,
     })

@@ -674,6 +674,26 @@ def make_app(settings: Settings, bootstrap: str, state: LiveState):
     async def healthz(request):
         return web.Response(text="ok\n")
 
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from streams.metrics import new_registry
+
+    def describe_metrics(out) -> None:
+        tasks, alerts = state.snapshot()
+        numbers = live_numbers(tasks, alerts, now_ms())
+        out.gauge("forewarn_web_open_alerts", "Alerts open now (opened or updated, not resolved), per rule, as "
+                  "this web process has read them.", numbers["open_alerts_per_rule"], ("rule",))
+        out.gauge("forewarn_web_open_cases", "Outreach cases open or claimed now, per queue.",
+                  {q: n["open"] + n["claimed"] for q, n in numbers["cases_per_queue"].items()}, ("queue",))
+        out.gauge("forewarn_web_ready", "1 once this process has read its topics to their end, else 0.",
+                  1 if state.healthy else 0)
+
+    registry = new_registry(describe_metrics)
+
+    async def metrics(request):
+        body = await asyncio.get_running_loop().run_in_executor(None, generate_latest, registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     async def readyz(request):
         if state.healthy:
             return web.Response(text="ready\n")
@@ -712,6 +732,7 @@ def make_app(settings: Settings, bootstrap: str, state: LiveState):
     app.router.add_get("/api/events", events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     return app
 
 

@@ -58,6 +58,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from schemas.codec import SINGLE_OBJECT_MARKER, Codec, DecodeError, RegistryError
 from sinks import dlq
 from sinks.clickhouse.avro_blocks import ContainerFile, coordinates, derived_values
+from streams.metrics import Buckets, new_registry, serve_metrics
 from sinks.clickhouse.tables import DERIVED_COLUMNS, SINK_TOPICS, TABLE_FOR_TOPIC, DerivedColumn
 from streams import topics
 from streams.settings import Settings, clickhouse_address
@@ -96,6 +97,9 @@ class SinkStats:
     first_message_at: float | None = None  # monotonic
     store_error: str | None = None
     per_table: dict[str, int] = field(default_factory=dict)
+    # For the metrics: each table's insert durations, dead letters per source topic.
+    flush_seconds: dict[str, Buckets] = field(default_factory=dict)
+    dead_letters_by_source: dict[str, int] = field(default_factory=dict)
 
 
 class Store:
@@ -436,6 +440,7 @@ class ClickHouseSink:
     def _write(self, group: _Group) -> None:
         if not group.messages:
             return
+        started = time.monotonic()
         try:
             self.store.insert_avro(group.table, group.container.getvalue(), group.token())
         except StoreUnavailable as exc:
@@ -444,6 +449,7 @@ class ClickHouseSink:
         except Exception as exc:  # noqa: BLE001 - ClickHouse refused the data: find the messages at fault
             self._write_without_bad_messages(group, exc)
             return
+        self.stats.flush_seconds.setdefault(group.table, Buckets()).observe(time.monotonic() - started)
         self._stored_up_to(group)
 
     def _write_without_bad_messages(self, group: _Group, refusal: Exception) -> None:
@@ -498,6 +504,8 @@ class ClickHouseSink:
 
     def _dead_letter(self, message, reason: str, error_class: str, text: str) -> None:
         self.dead_letters.send(message, reason, error_class, text)
+        by_source = self.stats.dead_letters_by_source
+        by_source[message.topic()] = by_source.get(message.topic(), 0) + 1
         self.stats.dead_letters += 1
 
 
@@ -734,15 +742,39 @@ def serve(settings: Settings, bootstrap: str, limits: SinkLimits = SinkLimits())
         _open_embedded_store(store)
         endpoint = QueryEndpoint(settings, lambda: store.client, store.lock).start()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    print(start_line(settings, bootstrap, endpoint.url if endpoint else None), flush=True)
+    running: list[ClickHouseSink] = []
+    metrics_url = serve_metrics(new_registry(lambda out: describe_metrics(out, running)), settings.metrics_addr)
+    print(start_line(settings, bootstrap, endpoint.url if endpoint else None)
+          + (f"; metrics at {metrics_url}" if metrics_url else ""), flush=True)
     try:
-        run_sink(settings, bootstrap, stop, store, limits)
+        run_sink(settings, bootstrap, stop, store, limits, observe=running.append)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if endpoint is not None:
             endpoint.stop()
     return 0
+
+
+def describe_metrics(out, running: list[ClickHouseSink]) -> None:
+    """The sink's numbers as Prometheus metric families (at scrape time; see streams.metrics)."""
+    stats = running[0].stats if running else SinkStats()
+    out.counter("forewarn_sink_rows_total", "Rows written to ClickHouse, per table.", dict(stats.per_table),
+                ("table",))
+    out.histogram("forewarn_sink_flush_seconds", "How long one insert into a table took.", dict(stats.flush_seconds),
+                  ("table",))
+    out.counter("forewarn_sink_flushes_total", "Batches written (every table of a batch in one flush).",
+                stats.flushes)
+    out.counter("forewarn_sink_skipped_rows_total", "Rows read again after a crash and found already stored.",
+                stats.skipped_already_stored)
+    out.counter("forewarn_dead_letters_total", "Messages sent to the dead-letter topic, per source topic.",
+                dict(stats.dead_letters_by_source), ("source",))
+    out.gauge("forewarn_sink_buffered_messages", "Messages read and not yet written.",
+              running[0].buffered if running else 0)
+    out.gauge("forewarn_sink_store_failing", "1 while ClickHouse cannot be written to, else 0.",
+              1 if stats.store_error else 0)
+    out.gauge("forewarn_sink_last_flush_timestamp_seconds", "When the sink last wrote a batch (Unix time).",
+              stats.last_flush_at)
 
 
 def start_line(settings: Settings, bootstrap: str, queries_url: str | None = None) -> str:

@@ -40,6 +40,7 @@ from sinks.dlq import dead_letter_headers
 from streams import topics
 from streams.brokers import fetch_max_wait_ms, session_timeout_s
 from streams.clock import WorkerClock
+from streams.metrics import LATENCY_BUCKETS, LATENESS_BUCKETS, Buckets
 from streams.runtime import faust_fixes
 from streams.runtime.bundles import Bundler, unbundle
 from streams.runtime.output import Output
@@ -90,6 +91,18 @@ class Runtime:
         self.datadir = datadir
         self.clock = WorkerClock(settings.allowed_lateness_ms)
         self.dead_lettered = 0
+        # Plain numbers for the metrics (streams.metrics): bumped on the hot path, read at scrape time.
+        self.processed: collections.Counter = collections.Counter()  # topic -> events
+        self.alerts: collections.Counter = collections.Counter()  # (rule, status) -> alert messages
+        self.dead_letters_by_source: collections.Counter = collections.Counter()  # source topic -> messages
+        self.event_to_alert = Buckets(LATENCY_BUCKETS)
+        self.deadline_lateness = Buckets(LATENESS_BUCKETS)
+        self.lag: dict[str, int] = {}
+        self.table_entries: dict[str, int] = {}
+        self.clock_behind_s: float | None = None
+        self._assigned_count = 0
+        # When the event being handled was written to Kafka (wall ms), for the event-to-alert latency.
+        self._event_written_ms: float | None = None
         self.app = faust.App(
             settings.topic("forewarn"),
             broker=f"kafka://{bootstrap}",
@@ -168,6 +181,8 @@ class Runtime:
     # ------------------------------------------------------------------ one event
     def handle(self, stage: Stage, ctx: StageContext, event) -> None:
         msg = event.message
+        self.processed[msg.topic] += 1
+        self._event_written_ms = msg.timestamp * 1000 if msg.timestamp else None
         try:
             schema, record = self.decode(stage, event)
         except Rejected as exc:
@@ -189,6 +204,8 @@ class Runtime:
         except Exception:
             log.exception("processing failed in %s", stage.name)
             self.dead_letter(event, "processing-error", traceback.format_exc(limit=3), stage.name)
+        finally:
+            self._event_written_ms = None
 
     def _apply_bundle(self, stage: Stage, ctx: StageContext, event, schema: str, record: dict) -> None:
         """Each signal of a bundle in turn; a failing one is dead-lettered with the bundle, the rest applied."""
@@ -233,6 +250,10 @@ class Runtime:
 
     # ------------------------------------------------------------------ outputs
     def publish(self, spec: topics.TopicSpec, record: dict) -> None:
+        if spec is topics.ALERTS:
+            self.alerts[(record["rule"], record["status"])] += 1
+            if self._event_written_ms is not None:
+                self.event_to_alert.observe(max(0.0, wall_ms() - self._event_written_ms) / 1000)
         name = self.settings.topic(spec.name)
         if name in self._bundled:
             if self.bundler.add(name, record):
@@ -255,6 +276,7 @@ class Runtime:
     def dead_letter(self, event, reason: str, message: str, processor: str) -> None:
         msg = event.message
         self.dead_lettered += 1
+        self.dead_letters_by_source[msg.topic] += 1
         log.warning("dead-lettered %s[%s]@%s: %s: %s", msg.topic, msg.partition, msg.offset, reason, message)
         self.output.send(self.settings.topic(topics.DEAD_LETTERS.name), event.key, event.value, headers=dead_letter_headers(
             reason=reason, message=message, topic=msg.topic, partition=msg.partition, offset=msg.offset,
@@ -347,8 +369,11 @@ class Runtime:
                     state = ctx.get(key)
                     if state is None:
                         continue
+                    due = stage.next_due(state)
                     try:
                         stage.fire(ctx, key, state, judged)
+                        if due is not None:
+                            self.deadline_lateness.observe(max(0, judged - due) / 1000)
                     except Exception:
                         log.exception("deadline of %s %r failed; it is looked at again on the next event", stage.name, key)
         if sum(len(t.dirty) for t in self.tables.values()) > MAX_DIRTY_KEYS:
@@ -363,13 +388,22 @@ class Runtime:
         # or a backlog in the agents' buffers would pass for caught up.
         unfinished = {m.tp for m in list(getattr(consumer, "_unacked_messages", ()))}
         positions = {}
+        lag: dict[str, int] = dict.fromkeys(self.clocked_topics, 0)
         for tp in assigned:
             highwater = consumer.highwater(tp)
             position = positions[tp] = await consumer.position(tp)
             self.clock.report_lag((tp.topic, tp.partition), behind=(
                 highwater is None or position is None or position < highwater or tp in unfinished))
+            if highwater is not None and position is not None:
+                lag[tp.topic] += max(0, highwater - position)
+        self.lag = lag
+        self.table_entries = {name: len(table._store.data) for name, table in self.tables.items()}
+        now = wall_ms()
+        clock = self.clock.now(now)
+        self.clock_behind_s = (now - clock) / 1000 if clock is not None else None
         await self._seed_clock(assigned)
         await faust_fixes.heal_stalled_commits(self, self._stall_watch, assigned, positions)
+        self._assigned_count = len(assigned)
         self.write_status(len(assigned))
         ready_marker = self.datadir / "ready"
         if assigned and not ready_marker.exists():
@@ -397,6 +431,28 @@ class Runtime:
         for tp, (event_ts, written_wall) in found.items():
             self.clock.seed(tp, event_ts, min(written_wall, wall_ms()))
 
+    def describe_metrics(self, out) -> None:
+        """The worker's numbers as Prometheus metric families (called at scrape time, see streams.metrics)."""
+        out.counter("forewarn_events_processed_total", "Input events read by this worker's stages, per topic.",
+                    dict(self.processed), ("topic",))
+        out.counter("forewarn_alerts_total", "Alert messages published, per rule and status.", dict(self.alerts),
+                    ("rule", "status"))
+        out.histogram("forewarn_event_to_alert_seconds", "From the write to Kafka of the message whose processing "
+                      "published an alert to its publication (wall time); deadline alerts are not counted.",
+                      self.event_to_alert)
+        out.histogram("forewarn_deadline_lateness_seconds", "How far past its deadline, on the worker clock, "
+                      "a deadline was judged.", self.deadline_lateness)
+        out.gauge("forewarn_consumer_lag_messages", "Messages of each input topic not yet read by this worker "
+                  "(its assigned partitions).", dict(self.lag), ("topic",))
+        out.gauge("forewarn_worker_clock_behind_seconds", "Wall time minus the worker clock (event time); "
+                  "absent before the clock has read an event.", self.clock_behind_s)
+        out.gauge("forewarn_table_entries", "Entities held in each state table of this worker.",
+                  dict(self.table_entries), ("table",))
+        out.counter("forewarn_dead_letters_total", "Messages sent to the dead-letter topic, per source topic.",
+                    dict(self.dead_letters_by_source), ("source",))
+        out.gauge("forewarn_partitions_assigned", "Input partitions assigned to this worker.",
+                  self._assigned_count)
+
     def write_status(self, assigned: int) -> None:
         """What an operator wants to see of a running worker, rewritten every second."""
         now = wall_ms()
@@ -407,6 +463,7 @@ class Runtime:
             "partitions_assigned": assigned,
             "partitions_behind": self.clock.behind_count(),
             "dead_lettered": self.dead_lettered,
+            "metrics_url": getattr(self, "metrics_url", None),
             "updated_at": format_timestamp_ms(now),
         }
         path = self.datadir / "status.json"

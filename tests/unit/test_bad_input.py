@@ -162,7 +162,7 @@ ARGUMENTS = [
     (["web", "--hash-password", "a b"], "--hash-password 'a b': a name without spaces or colons"),
     (["reset"], "'reset' is not a command; expected one of "
                 + ", ".join(["up", "worker", "topics", "status", "produce", "replay", "alerts", "tasks", "task", "sink", "sql",]
-                            + ["rules", "web", "demo"]) + " (see `forewarn --help`)"),
+                            + ["rules", "notify", "web", "demo"]) + " (see `forewarn --help`)"),
     (["topics", "delete"], "'delete' is not an action; expected one of create, list (see `forewarn topics --help`)"),
     (["sql"], "the following arguments are required: QUERY (see `forewarn sql --help`)"),
 ]
