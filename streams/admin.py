@@ -18,6 +18,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, TopicSpec
 from streams.words import counted
+from streams.kafka_security import kafka_client_config
 
 __all__ = ["ensure_topics", "delete_topics", "TopicAdminError"]
 
@@ -31,7 +32,7 @@ class TopicAdminError(RuntimeError):
 
 
 def _admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
+    return AdminClient(kafka_client_config(bootstrap))
 
 
 def ensure_topics(

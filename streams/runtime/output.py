@@ -23,6 +23,7 @@ from confluent_kafka import KafkaError, Producer
 
 from streams.brokers import confluent_producer_overrides
 from streams.words import counted
+from streams.kafka_security import kafka_client_config
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,7 @@ class OutputFailed(RuntimeError):
 
 class Output:
     def __init__(self, bootstrap: str, linger_ms: int = 5) -> None:
-        config = {
-            "bootstrap.servers": bootstrap,
+        config = kafka_client_config(bootstrap, {
             "partitioner": "murmur2_random",
             "enable.idempotence": True,
             "linger.ms": linger_ms,
@@ -42,7 +42,7 @@ class Output:
             "queue.buffering.max.messages": 500_000,
             "on_delivery": self._delivered,
             **confluent_producer_overrides(bootstrap),
-        }
+        })
         self.producer = Producer(config)
         self.sent = 0
         self.delivered = 0
