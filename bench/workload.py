@@ -30,6 +30,7 @@ from schemas.codec import Codec
 from streams import topics
 from streams.produce import producer_for
 from streams.settings import Settings
+from streams.kafka_security import kafka_client_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -511,7 +512,7 @@ class WorkerProcess:
         from confluent_kafka import ConsumerGroupState
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin = AdminClient(kafka_client_config(bootstrap))
         group = self.settings.topic("forewarn")
         deadline = time.monotonic() + timeout
         while True:

@@ -23,7 +23,7 @@ from confluent_kafka import KafkaError, Producer
 
 from streams.brokers import confluent_producer_overrides
 from streams.words import counted
-from streams.kafka_security import kafka_client_config
+from streams.kafka_security import kafka_client_config, not_authorized
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,11 @@ class Output:
 
     def _delivered(self, err: KafkaError | None, msg) -> None:
         if err is not None:
-            self.failures.append(f"{msg.topic()}[{msg.partition()}]: {err}")
+            if err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                # An ACL taken away while the worker runs: say which, as the start-up check would.
+                self.failures.append(not_authorized("write", msg.topic()))
+            else:
+                self.failures.append(f"{msg.topic()}[{msg.partition()}]: {err}")
         self.delivered += 1
 
     def send(self, topic: str, key: bytes | None, value: bytes | None, *, partition: int | None = None,
