@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["KafkaSecurity", "KafkaAccessError", "PROTOCOLS", "MECHANISMS", "use_security", "current_security",
-           "kafka_client_config", "faust_credentials", "check_access", "access_failure"]
+           "kafka_client_config", "faust_credentials", "check_access", "access_failure", "not_authorized"]
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")

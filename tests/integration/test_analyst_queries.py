@@ -21,6 +21,7 @@ from sinks.clickhouse.tables import TABLE_FOR_TOPIC
 from streams import topics
 from streams.brokers import confluent_producer_overrides
 from streams.follow import group_lag
+from streams.kafka_security import kafka_client_config
 from tests.integration.helpers import forewarn_env, run_forewarn, wait_for
 from tests.integration.test_sink import SinkProcess
 from tests.unit.test_analyst_views import KAFKA, load_workload
@@ -96,7 +97,6 @@ import sys
 import clickhouse_connect
 from sinks.clickhouse.migrate import apply_migrations
 from tests.unit.test_analyst_views import README, check_analyst_queries
-from streams.kafka_security import kafka_client_config
 
 client = clickhouse_connect.get_client(dsn="chdb://" + sys.argv[1])
 try:
