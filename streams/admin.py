@@ -130,6 +130,9 @@ def _error_of(future) -> KafkaError | None:
 
 
 def _describe(error: KafkaError) -> str:
+    if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+        return (f"{error.name()}: the Kafka user may not create or change it; grant it the ACL, or create the "
+                f"topics as a user who may (see deploy/kafka/README.md)")
     return f"{error.name()}: {error.str()}"
 
 

@@ -301,24 +301,26 @@ def _reachable(bootstrap: str, settings: Settings) -> None:
     _checked(bootstrap, settings)
 
 
-def _permitted(bootstrap: str, settings: Settings, reads=(), writes=()) -> None:
-    """On a secured cluster, fail with one line unless its ACLs let us READ ``reads`` and WRITE ``writes``.
+def _permitted(bootstrap: str, settings: Settings, reads=(), writes=(), groups=()) -> None:
+    """On a secured cluster, fail with one line unless its ACLs let us READ ``reads`` and WRITE ``writes``
+    (topic specs) and READ ``groups`` (consumer-group names); all unprefixed, prefixed here.
 
-    Topic specs, prefixed here. An open (PLAINTEXT) cluster is not asked: ACLs are
-    a secured cluster's, and the open one would cost every command a request.
+    An open (PLAINTEXT) cluster is not asked: ACLs are a secured cluster's, and the
+    open one would cost every command a request.
     """
-    if settings.kafka_security.protocol != "PLAINTEXT" and (reads or writes):
+    if settings.kafka_security.protocol != "PLAINTEXT" and (reads or writes or groups):
         _checked(bootstrap, settings, reads=[settings.topic(spec.name) for spec in reads],
-                 writes=[settings.topic(spec.name) for spec in writes])
+                 writes=[settings.topic(spec.name) for spec in writes],
+                 groups=[settings.topic(group) for group in groups])
 
 
-def _checked(bootstrap: str, settings: Settings, reads=(), writes=()) -> None:
+def _checked(bootstrap: str, settings: Settings, reads=(), writes=(), groups=()) -> None:
     from confluent_kafka import KafkaError, KafkaException
 
     from streams.kafka_security import check_access
 
     try:
-        check_access(bootstrap, timeout_s=REACH_TIMEOUT_S, reads=reads, writes=writes)
+        check_access(bootstrap, timeout_s=REACH_TIMEOUT_S, reads=reads, writes=writes, groups=groups)
     except KafkaException as exc:
         error = exc.args[0] if exc.args else None
         reason = error.str() if isinstance(error, KafkaError) else str(exc)
@@ -352,10 +354,10 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _kafka_beside_up(settings: Settings, reads=(), writes=()) -> tuple[str, Settings]:
+def _kafka_beside_up(settings: Settings, reads=(), writes=(), groups=()) -> tuple[str, Settings]:
     bootstrap, settings = settings_beside_up(settings)
     _reachable(bootstrap, settings)
-    _permitted(bootstrap, settings, reads=reads, writes=writes)
+    _permitted(bootstrap, settings, reads=reads, writes=writes, groups=groups)
     return bootstrap, settings
 
 
@@ -388,7 +390,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             raise SettingsError("`forewarn worker` needs FOREWARN_KAFKA (use `forewarn up` for the embedded broker)")
         _reachable(settings.kafka, settings)
         _permitted(settings.kafka, settings, reads=topics.GROUP_INPUTS,
-                   writes=topics.OUTPUT_TOPICS + topics.INTERNAL_TOPICS)
+                   writes=topics.OUTPUT_TOPICS + topics.INTERNAL_TOPICS, groups=("forewarn",))
         return run_worker(settings, settings.kafka, loglevel=args.loglevel)
     if args.command == "topics":
         return _topics(args, settings)
@@ -564,7 +566,11 @@ def _web(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     web.load_accounts(settings.web_accounts)  # a bad line stops here, naming it
     web.check_address_free(settings)
-    bootstrap, settings = _kafka_beside_up(settings)
+    from streams import topics
+
+    bootstrap, settings = _kafka_beside_up(
+        settings, reads=(topics.ALERTS, topics.OUTREACH_TASKS, topics.TASK_UPDATES_REJECTED),
+        writes=(topics.TASK_UPDATES,) if settings.web_accounts else ())
     return web.serve(settings, bootstrap)
 
 
@@ -622,10 +628,11 @@ def _sink(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     # A server that is down may come up: the sink waits for it. One that refuses us will not.
     _store_answers(settings, wait_if_unreachable=True)
-    from sinks.clickhouse.sink import SINK_TOPICS
+    from sinks.clickhouse.sink import GROUP, SINK_TOPICS
     from streams import topics
 
-    bootstrap, settings = _kafka_beside_up(settings, reads=SINK_TOPICS, writes=(topics.DEAD_LETTERS,))
+    bootstrap, settings = _kafka_beside_up(settings, reads=SINK_TOPICS, writes=(topics.DEAD_LETTERS,),
+                                           groups=(GROUP,))
     return serve(settings, bootstrap, SinkLimits(max_rows=args.batch_rows, max_wait_s=args.batch_seconds))
 
 

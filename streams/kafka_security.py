@@ -243,12 +243,14 @@ class _ErrorWatch:
 
 
 def check_access(bootstrap: str, *, timeout_s: float = 10.0, reads: Iterable[str] = (),
-                 writes: Iterable[str] = (), security: KafkaSecurity | None = None) -> None:
+                 writes: Iterable[str] = (), groups: Iterable[str] = (),
+                 security: KafkaSecurity | None = None) -> None:
     """Raise KafkaAccessError unless Kafka at ``bootstrap`` lets this process in and do its work.
 
-    A metadata request proves the login and the certificate; then, for the
-    topics given that exist, the operations the broker says this principal is
-    allowed (KIP-430) must include READ for ``reads`` and WRITE for ``writes``.
+    A metadata request proves the login and the certificate; then the
+    operations the broker says this principal is allowed (KIP-430) must include
+    READ on the topics ``reads`` and the consumer groups ``groups``, and WRITE
+    on the topics ``writes``. A topic that does not exist yet is not checked.
     Any other failure to answer is raised as the client's KafkaException.
     """
     import time
@@ -278,6 +280,7 @@ def check_access(bootstrap: str, *, timeout_s: float = 10.0, reads: Iterable[str
         raise KafkaAccessError(watch.failure)
     if metadata is None:
         raise error if error is not None else KafkaException(KafkaError(KafkaError._TIMED_OUT))
+    _check_groups(admin, list(groups), timeout_s, security)
     wanted = {name: "read" for name in reads}
     wanted.update({name: "write" for name in writes})
     if not wanted:
@@ -301,3 +304,32 @@ def check_access(bootstrap: str, *, timeout_s: float = 10.0, reads: Iterable[str
             continue  # the broker did not say (no authorizer): nothing to check
         if wanted[name].upper() not in allowed and "ALL" not in allowed:
             raise KafkaAccessError(not_authorized(wanted[name], name, security))
+
+
+def _check_groups(admin, groups: list[str], timeout_s: float, security: KafkaSecurity) -> None:
+    """KafkaAccessError unless the principal may READ (join and commit in) each consumer group."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    if not groups:
+        return
+    futures = admin.describe_consumer_groups(groups, request_timeout=min(timeout_s, 5.0),
+                                             include_authorized_operations=True)
+    for group, future in futures.items():
+        try:
+            description = future.result()
+        except KafkaException as exc:
+            kafka_error = exc.args[0] if exc.args else None
+            if isinstance(kafka_error, KafkaError) and kafka_error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+                raise KafkaAccessError(group_not_authorized(group, security)) from None
+            # No answer yet (a new cluster's group coordinator still loading, say): the
+            # consumer finds out for itself; the start is not held up for it.
+            continue
+        allowed = {getattr(op, "name", str(op)) for op in (description.authorized_operations or ())}
+        if allowed and "READ" not in allowed and "ALL" not in allowed:
+            raise KafkaAccessError(group_not_authorized(group, security))
+
+
+def group_not_authorized(group: str, security: KafkaSecurity | None = None) -> str:
+    security = security or _current
+    return (f"{security.principal()} is not authorized to use consumer group {group}: grant it READ on the group "
+            f"(see {ACL_DOC}), or check FOREWARN_KAFKA_USERNAME")

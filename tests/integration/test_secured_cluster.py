@@ -103,9 +103,15 @@ def test_a_user_without_the_acl_to_write_alerts_stops_and_nothing_is_lost(
     assert run_forewarn(["produce", str(write_jsonl(tmp_path / "in.jsonl", short_on_arrival()))], env).returncode == 0
     alerts_topic = f"{fresh_prefix}alerts"
     admin = AdminClient(secure_kafka.admin_config())
-    deny = AclBinding(ResourceType.TOPIC, alerts_topic, ResourcePatternType.LITERAL, "User:forewarn-noalerts", "*",
-                      AclOperation.WRITE, AclPermissionType.DENY)
-    for future in admin.create_acls([deny], request_timeout=30).values():
+    group = f"{fresh_prefix}forewarn"
+
+    def denied(kind, name, operation):
+        return (kind, name, ResourcePatternType.LITERAL, "User:forewarn-noalerts", "*", operation,
+                AclPermissionType.DENY)
+
+    no_write = denied(ResourceType.TOPIC, alerts_topic, AclOperation.WRITE)
+    no_group = denied(ResourceType.GROUP, group, AclOperation.READ)
+    for future in admin.create_acls([AclBinding(*no_write)], request_timeout=30).values():
         future.result()
     try:
         noalerts = dict(env, **secure_kafka.login_env("forewarn-noalerts"))
@@ -115,10 +121,17 @@ def test_a_user_without_the_acl_to_write_alerts_stops_and_nothing_is_lost(
         # It may still do what it is allowed: read the (empty) alerts.
         assert run_forewarn(["alerts"], noalerts).returncode == 0
         assert read_alerts(kafka_bootstrap, fresh_prefix) == []
+        # Allowed to write everything but not to join the workers' consumer group: refused as well.
+        for future in admin.delete_acls([AclBindingFilter(*no_write)], request_timeout=30).values():
+            future.result()
+        for future in admin.create_acls([AclBinding(*no_group)], request_timeout=30).values():
+            future.result()
+        line = refused(["worker"], noalerts, secure_kafka.password("forewarn-noalerts"))
+        assert line == (f'forewarn: user "forewarn-noalerts" is not authorized to use consumer group {group}: grant '
+                        f'it READ on the group (see deploy/kafka/README.md), or check FOREWARN_KAFKA_USERNAME')
     finally:
-        for future in admin.delete_acls([AclBindingFilter(
-                ResourceType.TOPIC, alerts_topic, ResourcePatternType.LITERAL, "User:forewarn-noalerts", "*",
-                AclOperation.WRITE, AclPermissionType.DENY)], request_timeout=30).values():
+        for future in admin.delete_acls([AclBindingFilter(*no_write), AclBindingFilter(*no_group)],
+                                        request_timeout=30).values():
             future.result()
 
     # The refused worker committed nothing: a worker allowed to write alerts reads every event.
