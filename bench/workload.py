@@ -28,9 +28,9 @@ from typing import Callable, Iterable, Iterator
 
 from schemas.codec import Codec
 from streams import topics
+from streams.kafka_security import kafka_client_config
 from streams.produce import producer_for
 from streams.settings import Settings
-from streams.kafka_security import kafka_client_config
 
 REPO = Path(__file__).resolve().parents[1]
 

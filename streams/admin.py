@@ -15,10 +15,10 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streams.kafka_security import kafka_client_config
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, TopicSpec
 from streams.words import counted
-from streams.kafka_security import kafka_client_config
 
 __all__ = ["ensure_topics", "delete_topics", "TopicAdminError"]
 

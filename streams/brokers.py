@@ -24,11 +24,11 @@ from __future__ import annotations
 import functools
 import os
 
+from streams.kafka_security import kafka_client_config
 from streams.settings import Settings
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
-from streams.kafka_security import kafka_client_config
 
 # Cluster ids that identify a Tansu broker: ours (streams.embedded) and Tansu's default.
 _TANSU_CLUSTER_IDS = ("forewarn-", "tansu_cluster")

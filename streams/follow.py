@@ -168,8 +168,9 @@ class LagProbe:
         """The group's committed offsets (OFFSET_INVALID, negative, where it committed none)."""
         reader = self._readers.get(group)
         if reader is None:
-            reader = Consumer(kafka_client_config(self.bootstrap, {"group.id": group,
-                               "enable.auto.commit": False, "enable.auto.offset.store": False}))
+            reader = Consumer(kafka_client_config(self.bootstrap, {
+                "group.id": group, "enable.auto.commit": False, "enable.auto.offset.store": False,
+            }))
             self._readers[group] = reader
         return reader.committed(partitions, timeout=self.timeout)
 

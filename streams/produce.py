@@ -26,9 +26,9 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from schemas.codec import Codec, EncodeError, RecordError, record_from_json
 from streams.brokers import confluent_producer_overrides
 from streams import topics
+from streams.kafka_security import kafka_client_config
 from streams.settings import Settings
 from streams.skew import FUTURE_TIMESTAMP, future_timestamp
-from streams.kafka_security import kafka_client_config
 
 
 # How long produce waits for the broker to acknowledge what it sent before giving up on it.

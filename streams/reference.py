@@ -20,8 +20,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from schemas.codec import Codec, DecodeError
 from streams import topics
 from streams.detectors.stock import Reference
-from streams.settings import Settings
 from streams.kafka_security import kafka_client_config
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

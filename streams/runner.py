@@ -22,8 +22,8 @@ from confluent_kafka.admin import AdminClient
 
 from streams import topics
 from streams.admin import ensure_topics
-from streams.settings import Settings, SettingsError
 from streams.kafka_security import kafka_client_config
+from streams.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 

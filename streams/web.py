@@ -56,8 +56,8 @@ from pathlib import Path
 from typing import Callable
 
 from streams import topics
-from streams.settings import Settings, SettingsError
 from streams.kafka_security import kafka_client_config
+from streams.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -251,9 +251,10 @@ class LiveState:
 
         names = [self.settings.topic(spec.name)
                  for spec in (topics.OUTREACH_TASKS, topics.ALERTS, topics.TASK_UPDATES_REJECTED)]
-        consumer = Consumer(kafka_client_config(self.bootstrap, {"group.id": f"forewarn-web-{secrets.token_hex(6)}",
-                             "enable.auto.commit": False, "enable.partition.eof": True,
-                             "logger": quiet_client_logger()}))
+        consumer = Consumer(kafka_client_config(self.bootstrap, {
+            "group.id": f"forewarn-web-{secrets.token_hex(6)}", "enable.auto.commit": False,
+            "enable.partition.eof": True, "logger": quiet_client_logger(),
+        }))
         try:
             pending = self._assign(consumer, names)
             if pending is None:

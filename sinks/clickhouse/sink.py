@@ -60,9 +60,9 @@ from sinks import dlq
 from sinks.clickhouse.avro_blocks import ContainerFile, coordinates, derived_values
 from sinks.clickhouse.tables import DERIVED_COLUMNS, SINK_TOPICS, TABLE_FOR_TOPIC, DerivedColumn
 from streams import topics
+from streams.kafka_security import kafka_client_config
 from streams.settings import Settings, clickhouse_address
 from streams.words import counted
-from streams.kafka_security import kafka_client_config
 
 log = logging.getLogger("forewarn.sink")
 
@@ -577,8 +577,9 @@ def run_sink(settings: Settings, bootstrap: str, stop: threading.Event, store: S
 
     names = [settings.topic(spec.name) for spec in SINK_TOPICS]
     codec = Codec(registry_url=settings.schema_registry, registry_config=settings.registry_config())
-    producer = Producer(kafka_client_config(bootstrap, {"linger.ms": 5, "logger": quiet_client_logger(),
-                         **confluent_producer_overrides(bootstrap)}))
+    producer = Producer(kafka_client_config(bootstrap, {
+        "linger.ms": 5, "logger": quiet_client_logger(), **confluent_producer_overrides(bootstrap),
+    }))
     dead = DeadLetters(producer, settings.topic(topics.DEAD_LETTERS.name))
     sink = ClickHouseSink(store, codec, dead, settings, limits)
     if observe is not None:

@@ -22,8 +22,8 @@ import time
 from confluent_kafka import KafkaError, Producer
 
 from streams.brokers import confluent_producer_overrides
-from streams.words import counted
 from streams.kafka_security import kafka_client_config, not_authorized
+from streams.words import counted
 
 log = logging.getLogger(__name__)
 

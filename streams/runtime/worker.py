@@ -372,8 +372,9 @@ def last_events(bootstrap: str, partitions: list[tuple[str, int]], codec: Codec,
     """
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer(kafka_client_config(bootstrap, {"group.id": "forewarn-clock-seed",
-                         "enable.auto.commit": False, "enable.partition.eof": True}))
+    consumer = Consumer(kafka_client_config(bootstrap, {
+        "group.id": "forewarn-clock-seed", "enable.auto.commit": False, "enable.partition.eof": True,
+    }))
     try:
         ends = {}
         for topic, partition in partitions:

@@ -145,8 +145,9 @@ def read_alerts(bootstrap: str, prefix: str) -> list[dict]:
 
 def read_raw(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list:
     """Every message of `topic` (key, value, headers) from the beginning, once `expected` of them are there."""
-    consumer = Consumer(kafka_client_config(bootstrap, {"group.id": f"raw-{time.time_ns()}",
-                         "enable.auto.commit": False}))
+    consumer = Consumer(kafka_client_config(bootstrap, {
+        "group.id": f"raw-{time.time_ns()}", "enable.auto.commit": False,
+    }))
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])

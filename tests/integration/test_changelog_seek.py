@@ -11,10 +11,10 @@ from confluent_kafka import Producer
 from faust.tables.recovery import Recovery
 
 from streams.admin import delete_topics, ensure_topics
+from streams.kafka_security import kafka_client_config
 from streams.runtime.faust_fixes import guard_changelog_seeks
 from streams.settings import Settings
 from streams.topics import TopicSpec
-from streams.kafka_security import kafka_client_config
 
 pytestmark = pytest.mark.integration
 

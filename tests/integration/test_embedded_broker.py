@@ -14,11 +14,11 @@ from confluent_kafka.admin import AdminClient
 
 from streams.admin import delete_topics, ensure_topics
 from streams.embedded import BrokerStartError, EmbeddedBroker
+from streams.kafka_security import kafka_client_config
 from streams.runner import RESET_ENTRIES, Stack
 from streams.settings import Settings, SettingsError
 from streams.topics import ALL_TOPICS, TopicSpec
 from tests.unit.test_embedded_default import data_dir_with_everything
-from streams.kafka_security import kafka_client_config
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from streams.kafka_security import kafka_client_config
 from schemas.codec import SCHEMA_DIR, Codec, DecodeError, SchemaEntry, SchemaStore, record_from_json
+from streams.kafka_security import kafka_client_config
 from tests.integration.helpers import forewarn_env, read_raw, run_forewarn, write_jsonl
 from tests.integration.registry import (
     RegistryNotInstallable,
