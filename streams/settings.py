@@ -443,7 +443,6 @@ class Settings:
         """The schema registry client's login and CA settings (confluent-kafka's names); empty when none."""
         config: dict[str, str] = {}
         if self.schema_registry_username is not None:
-            config["basic.auth.credentials.source"] = "USER_INFO"
             config["basic.auth.user.info"] = f"{self.schema_registry_username}:{self.schema_registry_password}"
         if self.schema_registry_ca is not None:
             config["ssl.ca.location"] = str(self.schema_registry_ca)

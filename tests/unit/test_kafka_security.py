@@ -160,3 +160,42 @@ def test_failures_name_the_setting(name, text, expected):
     message = access_failure(name, text, security)
     assert expected in message and SECRET not in message
     assert access_failure("_TRANSPORT", "Connection refused", security) is None
+
+
+def test_clickhouse_over_https_checks_the_certificate_against_the_ca_and_takes_the_password_file(
+        tmp_path, monkeypatch):
+    import clickhouse_connect
+
+    from sinks.clickhouse.store import open_store
+
+    (tmp_path / "pw").write_text(SECRET + "\n")
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    settings = Settings.from_env({"FOREWARN_CLICKHOUSE": "https://forewarn@ch.example:8443/shop",
+                                  "FOREWARN_CLICKHOUSE_PASSWORD_FILE": str(tmp_path / "pw"),
+                                  "FOREWARN_CLICKHOUSE_CA": str(tmp_path / "ca.pem")})
+    seen = {}
+    monkeypatch.setattr(clickhouse_connect, "get_client", lambda **kwargs: seen.update(kwargs))
+    open_store(settings)
+    assert seen["secure"] is True and seen["verify"] is True and seen["ca_cert"] == str(tmp_path / "ca.pem")
+    assert (seen["username"], seen["password"], seen["database"]) == ("forewarn", SECRET, "shop")
+    with pytest.raises(SettingsError, match="give the password one way only"):
+        Settings.from_env({"FOREWARN_CLICKHOUSE": f"https://forewarn:{SECRET}@ch.example/shop",
+                           "FOREWARN_CLICKHOUSE_PASSWORD_FILE": str(tmp_path / "pw")})
+
+
+def test_the_schema_registry_client_takes_the_login_and_the_ca(tmp_path, pem):
+    from schemas.codec import Codec
+
+    ca, _key = pem
+    (tmp_path / "pw").write_text(SECRET)
+    settings = Settings.from_env({"FOREWARN_SCHEMA_REGISTRY": "https://registry.example",
+                                  "FOREWARN_SCHEMA_REGISTRY_USERNAME": "reader",
+                                  "FOREWARN_SCHEMA_REGISTRY_PASSWORD_FILE": str(tmp_path / "pw"),
+                                  "FOREWARN_SCHEMA_REGISTRY_CA": str(ca)})
+    assert settings.registry_config() == {"basic.auth.user.info": f"reader:{SECRET}",
+                                          "ssl.ca.location": str(ca)}
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    # The registry client accepts these names (it connects only when asked something).
+    SchemaRegistryClient({"url": settings.schema_registry, **settings.registry_config()})
+    Codec(registry_url=settings.schema_registry, registry_config=settings.registry_config())
