@@ -449,7 +449,7 @@ SECURE_USERS=(admin forewarn forewarn-noalerts)
 make_secure_files() {
     command -v openssl >/dev/null 2>&1 || die "--secure needs openssl to make the CA and the broker certificate"
     local d="$SECURE_DIR" user
-    (umask 077 && mkdir -p "$d")
+    (umask 077 && mkdir -p "$d" && : >"$d/openssl.log")
     (
         umask 077
         openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -subj "/CN=forewarn-kafka-sh-ca" \
