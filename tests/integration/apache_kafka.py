@@ -12,6 +12,12 @@ every broker answers, and returns a handle::
     finally:
         kafka.stop()
 
+``start_apache_kafka(tmpdir, secure=True)`` starts it with ``--secure``
+(SASL_SSL, SCRAM-SHA-512, a CA made for the run, ACLs): the handle's
+``login_env(user)`` gives the FOREWARN_KAFKA_* settings to log in as a user,
+``password(user)`` that user's password and ``admin_config()`` the super
+user's client settings, for a test's own ACL changes.
+
 The script, not this module, owns the Kafka processes: ``stop()`` asks it to
 stop them (SIGTERM) and only falls back to killing them itself. The first run
 on a machine resolves the broker's jars from Maven Central into a cache (see
