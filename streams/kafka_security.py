@@ -26,6 +26,7 @@ retrying forever.
 
 from __future__ import annotations
 
+import logging
 import ssl
 import threading
 from collections.abc import Iterable, Mapping
@@ -210,9 +211,6 @@ def access_failure(error_name: str, text: str, security: KafkaSecurity | None = 
     if error_name == "_SSL" or "ssl handshake failed" in lower:
         return (f"the TLS handshake with Kafka failed ({_short(text)}): check FOREWARN_KAFKA_SECURITY_PROTOCOL "
                 f"(the broker's listener must speak {security.protocol}) and FOREWARN_KAFKA_CA")
-    if error_name == "_TRANSPORT" and security.tls and ("disconnected" in lower and "ssl" in lower):
-        return (f"Kafka closed the TLS connection ({_short(text)}): check FOREWARN_KAFKA_SECURITY_PROTOCOL "
-                f"and FOREWARN_KAFKA_CA")
     return None
 
 
@@ -227,19 +225,50 @@ def not_authorized(operation: str, topic: str, security: KafkaSecurity | None = 
             f"(see {ACL_DOC}), or check FOREWARN_KAFKA_USERNAME")
 
 
-class _ErrorWatch:
-    """An error_cb that keeps the first error no retry will mend."""
+# A listener that speaks another protocol drops the client's first request; librdkafka says so only
+# in its log: (what the client spoke, what its log line says) -> what to tell the user.
+_WRONG_PROTOCOL = (
+    ("PLAINTEXT", "in state APIVERSION_QUERY",
+     "if its listener wants TLS or a login, set FOREWARN_KAFKA_SECURITY_PROTOCOL (SSL or SASL_SSL) and the "
+     "settings that go with it"),
+    ("SSL", "SSL connection closed by peer",
+     "if its listener wants a SASL login, set FOREWARN_KAFKA_SECURITY_PROTOCOL=SASL_SSL, "
+     "FOREWARN_KAFKA_SASL_MECHANISM, FOREWARN_KAFKA_USERNAME and FOREWARN_KAFKA_PASSWORD"),
+)
+# Connections dropped that way before the command stops (one could be a broker restarting).
+_WRONG_PROTOCOL_TRIES = 3
 
-    def __init__(self, security: KafkaSecurity) -> None:
-        self.security = security
+
+class _ErrorWatch(logging.Handler):
+    """The client's error_cb and log handler: keeps the first failure no retry will mend."""
+
+    def __init__(self, security: KafkaSecurity, bootstrap: str) -> None:
+        super().__init__()
+        self.security, self.bootstrap = security, bootstrap
         self.failure: str | None = None
-        self.last: str | None = None
+        self.dropped = 0
+        self.logger = logging.getLogger(f"forewarn.librdkafka.check.{id(self)}")
+        self.logger.addHandler(self)
+        self.logger.propagate = False
+        # librdkafka logs a dropped connection below WARNING; every line must reach emit(), none is printed.
+        self.logger.setLevel(logging.DEBUG)
 
     def __call__(self, error) -> None:
-        name, text = error.name(), error.str()
-        self.last = text
         if self.failure is None:
-            self.failure = access_failure(name, text, self.security)
+            self.failure = access_failure(error.name(), error.str(), self.security)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        for protocol, sign, fix in _WRONG_PROTOCOL:
+            if self.failure is None and self.security.protocol == protocol and sign in text:
+                self.dropped += 1
+                if self.dropped >= _WRONG_PROTOCOL_TRIES:
+                    self.failure = (f"Kafka at {self.bootstrap} closed every {protocol} connection before "
+                                    f"answering: {fix}")
+
+    def close(self) -> None:
+        self.logger.removeHandler(self)
+        super().close()
 
 
 def check_access(bootstrap: str, *, timeout_s: float = 10.0, reads: Iterable[str] = (),
@@ -253,16 +282,21 @@ def check_access(bootstrap: str, *, timeout_s: float = 10.0, reads: Iterable[str
     on the topics ``writes``. A topic that does not exist yet is not checked.
     Any other failure to answer is raised as the client's KafkaException.
     """
+    security = security or _current
+    watch = _ErrorWatch(security, bootstrap)
+    try:
+        _check_access(bootstrap, timeout_s, reads, writes, groups, security, watch)
+    finally:
+        watch.close()
+
+
+def _check_access(bootstrap, timeout_s, reads, writes, groups, security, watch) -> None:
     import time
 
     from confluent_kafka import KafkaError, KafkaException, TopicCollection
     from confluent_kafka.admin import AdminClient
 
-    from streams.produce import quiet_client_logger
-
-    security = security or _current
-    watch = _ErrorWatch(security)
-    admin = AdminClient(kafka_client_config(bootstrap, {"logger": quiet_client_logger(), "error_cb": watch},
+    admin = AdminClient(kafka_client_config(bootstrap, {"logger": watch.logger, "error_cb": watch},
                                             security=security))
     deadline = time.monotonic() + timeout_s
     metadata = None

@@ -192,3 +192,20 @@ def test_a_secured_run_writes_its_password_nowhere(secure_kafka, kafka_bootstrap
     found = [str(p) for p in written if password.encode() in p.read_bytes()]
     assert found == [], f"the password is written in {found}"
     assert all(password not in text for text in outputs)
+
+
+def test_a_client_speaking_the_wrong_protocol_is_told_which_setting_to_change(
+        secure_kafka, kafka_bootstrap, fresh_prefix, tmp_path):
+    env = forewarn_env(kafka_bootstrap, fresh_prefix, tmp_path)
+    password = secure_kafka.password("forewarn")
+    plaintext = {k: v for k, v in env.items() if not k.startswith("FOREWARN_KAFKA_")}
+    plaintext["FOREWARN_KAFKA"] = kafka_bootstrap
+    line = refused(["topics", "list"], plaintext, password)
+    assert line == (f"forewarn: Kafka at {kafka_bootstrap} closed every PLAINTEXT connection before answering: if "
+                    f"its listener wants TLS or a login, set FOREWARN_KAFKA_SECURITY_PROTOCOL (SSL or SASL_SSL) and "
+                    f"the settings that go with it")
+    tls_only = dict(plaintext, FOREWARN_KAFKA_SECURITY_PROTOCOL="SSL", FOREWARN_KAFKA_CA=str(secure_kafka.ca))
+    line = refused(["topics", "list"], tls_only, password)
+    assert line.endswith("closed every SSL connection before answering: if its listener wants a SASL login, set "
+                         "FOREWARN_KAFKA_SECURITY_PROTOCOL=SASL_SSL, FOREWARN_KAFKA_SASL_MECHANISM, "
+                         "FOREWARN_KAFKA_USERNAME and FOREWARN_KAFKA_PASSWORD")
