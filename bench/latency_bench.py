@@ -58,6 +58,7 @@ from bench.workload import (  # noqa: E402
 from schemas.codec import Codec, DecodeError  # noqa: E402
 from streams import topics  # noqa: E402
 from streams.admin import ensure_topics  # noqa: E402
+from streams.kafka_security import kafka_client_config
 from streams.settings import Settings  # noqa: E402
 from streams.thresholds import Thresholds  # noqa: E402
 
@@ -99,8 +100,9 @@ class AlertReader(threading.Thread):
 
     def run(self) -> None:
         codec = Codec()
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"bench-alerts-{uuid.uuid4().hex[:8]}",
-                             "enable.auto.commit": False})
+        consumer = Consumer(kafka_client_config(self.bootstrap, {
+            "group.id": f"bench-alerts-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+        }))
         try:
             metadata = consumer.list_topics(self.topic, timeout=10).topics[self.topic]
             consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in metadata.partitions])

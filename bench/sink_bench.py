@@ -38,6 +38,7 @@ from sinks.clickhouse.store import open_store  # noqa: E402
 from sinks.clickhouse.tables import SINK_TOPICS  # noqa: E402
 from streams import topics  # noqa: E402
 from streams.admin import ensure_topics  # noqa: E402
+from streams.kafka_security import kafka_client_config
 from streams.runner import embedded_broker  # noqa: E402
 from streams.follow import group_lag  # noqa: E402
 from streams.produce import producer_for  # noqa: E402
@@ -65,8 +66,9 @@ def produce(settings: Settings, bootstrap: str, n: int) -> float:
 
 
 def raw_consume(settings: Settings, bootstrap: str, n: int) -> float:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{uuid.uuid4().hex[:6]}",
-                         "enable.auto.commit": False})
+    consumer = Consumer(kafka_client_config(bootstrap, {
+        "group.id": f"bench-raw-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False,
+    }))
     metadata = consumer.list_topics(timeout=10)
     assignment = [TopicPartition(settings.topic(spec.name), p, OFFSET_BEGINNING) for spec in SINK_TOPICS
                   for p in metadata.topics[settings.topic(spec.name)].partitions]

@@ -71,6 +71,7 @@ from bench.workload import (  # noqa: E402
 )
 from streams import topics  # noqa: E402
 from streams.admin import ensure_topics  # noqa: E402
+from streams.kafka_security import kafka_client_config
 from streams.settings import Settings  # noqa: E402
 
 
@@ -82,8 +83,9 @@ def measured_topics(settings: Settings) -> list[str]:
 def raw_consume(bootstrap: str, names: list[str], expect: int, timeout: float) -> tuple[float, float]:
     """A confluent-kafka consumer reading `expect` messages: seconds from its first message to the last,
     and seconds from the first fetch to the first message (connection and offset look-ups)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "enable.partition.eof": False})
+    consumer = Consumer(kafka_client_config(bootstrap, {
+        "group.id": f"bench-raw-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False, "enable.partition.eof": False,
+    }))
     try:
         metadata = consumer.list_topics(timeout=10)
         assignment = [TopicPartition(name, p, OFFSET_BEGINNING)

@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Iterator
 
 from schemas.codec import Codec
 from streams import topics
+from streams.kafka_security import kafka_client_config
 from streams.produce import producer_for
 from streams.settings import Settings
 
@@ -517,7 +518,7 @@ class WorkerProcess:
         from confluent_kafka import ConsumerGroupState
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin = AdminClient(kafka_client_config(bootstrap))
         group = self.settings.topic("forewarn")
         deadline = time.monotonic() + timeout
         while True:

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streams.kafka_security import kafka_client_config
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, TopicSpec
 from streams.words import counted
@@ -31,7 +32,7 @@ class TopicAdminError(RuntimeError):
 
 
 def _admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
+    return AdminClient(kafka_client_config(bootstrap))
 
 
 def ensure_topics(
@@ -129,6 +130,9 @@ def _error_of(future) -> KafkaError | None:
 
 
 def _describe(error: KafkaError) -> str:
+    if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+        return (f"{error.name()}: the Kafka user may not create or change it; grant it the ACL, or create the "
+                f"topics as a user who may (see deploy/kafka/README.md)")
     return f"{error.name()}: {error.str()}"
 
 

@@ -61,7 +61,7 @@ def build_worker(settings: Settings, bootstrap: str) -> Worker:
     # run left on disk would only be stale, so every start begins clean.
     shutil.rmtree(datadir, ignore_errors=True)
     datadir.mkdir(parents=True, exist_ok=True)
-    codec = Codec(registry_url=settings.schema_registry)
+    codec = Codec(registry_url=settings.schema_registry, registry_config=settings.registry_config())
     reference = ReferenceView(settings, bootstrap, codec)
     # Reps' task updates happen in wall time: a rep acting while older events are replayed must
     # not move the clock (and every deadline of the replay) to today.

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import os
 
+from streams.kafka_security import kafka_client_config
 from streams.settings import Settings
 
 from confluent_kafka import KafkaException
@@ -43,7 +44,7 @@ def single_record_batches(bootstrap: str) -> bool:
     if forced in ("0", "1"):
         return forced == "1"
     try:
-        cluster_id = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).cluster_id or ""
+        cluster_id = AdminClient(kafka_client_config(bootstrap)).list_topics(timeout=10).cluster_id or ""
     except KafkaException:
         return False
     return cluster_id.startswith(_TANSU_CLUSTER_IDS)

@@ -28,7 +28,16 @@ configuration (environment):
   FOREWARN_KAFKA_CACHE      where those jars are cached (default ~/.cache/forewarn/kafka)
   JAVA_HOME                 a Java runtime (17 or newer) for the embedded node; unset: the bundled one
   FOREWARN_CLICKHOUSE       http(s):// URL of a ClickHouse server; unset: chDB in the data directory
+  FOREWARN_KAFKA_SECURITY_PROTOCOL  PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL, for FOREWARN_KAFKA
+  FOREWARN_KAFKA_SASL_MECHANISM     PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with SASL_*)
+  FOREWARN_KAFKA_USERNAME, FOREWARN_KAFKA_PASSWORD or FOREWARN_KAFKA_PASSWORD_FILE  the SASL login
+  FOREWARN_KAFKA_CA         PEM file of the CA that signed the brokers' certificates (SSL, SASL_SSL)
+  FOREWARN_KAFKA_CERT, FOREWARN_KAFKA_KEY  client certificate and key, PEM (mutual TLS)
   FOREWARN_SCHEMA_REGISTRY  schema registry URL; unset: Avro single-object encoding
+  FOREWARN_SCHEMA_REGISTRY_USERNAME, FOREWARN_SCHEMA_REGISTRY_PASSWORD (or _PASSWORD_FILE),
+  FOREWARN_SCHEMA_REGISTRY_CA  the registry's basic-auth login and CA
+  FOREWARN_CLICKHOUSE_PASSWORD_FILE, FOREWARN_CLICKHOUSE_CA  ClickHouse's password from a file, and the CA
+                            of an https:// server
   FOREWARN_DATA_DIR         data directory (default ./.forewarn); one `up` or `demo` at a time uses it
   FOREWARN_TOPIC_PREFIX     prefix for every topic and consumer group (default none; beside a running
                             `forewarn up`, the prefix it recorded)
@@ -233,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     settings: Settings | None = None
     try:
         settings = Settings.from_env()
+        from streams.kafka_security import use_security
+
+        # Every Kafka client this process builds from here on logs in this way (streams.kafka_security).
+        use_security(settings.kafka_security)
         return _dispatch(args, settings)
     except SettingsError as exc:
         print(f"forewarn: {exc}", file=sys.stderr)
@@ -256,7 +269,10 @@ def _failure_message(exc: Exception, settings: Settings | None) -> str | None:
     from streams.admin import TopicAdminError
     from streams.embedded import BrokerStartError
     from streams.kafka_dist import KafkaDistError
+    from streams.kafka_security import KafkaAccessError
 
+    if isinstance(exc, KafkaAccessError):
+        return str(exc)
     if isinstance(exc, KafkaException):
         error = exc.args[0] if exc.args else None
         reason = error.str() if isinstance(error, KafkaError) else str(exc)
@@ -290,15 +306,34 @@ def _inside(filename, directory) -> bool:
 
 
 def _reachable(bootstrap: str, settings: Settings) -> None:
-    """Fail with a message naming the setting unless Kafka at `bootstrap` answers a metadata request."""
+    """Fail with one line naming the setting to change unless Kafka at `bootstrap` answers and lets us in.
+
+    A refused login or an untrusted certificate stops the command within seconds
+    (streams.kafka_security.check_access), before it reads or writes anything.
+    """
+    _checked(bootstrap, settings)
+
+
+def _permitted(bootstrap: str, settings: Settings, reads=(), writes=(), groups=()) -> None:
+    """On a secured cluster, fail with one line unless its ACLs let us READ ``reads`` and WRITE ``writes``
+    (topic specs) and READ ``groups`` (consumer-group names); all unprefixed, prefixed here.
+
+    An open (PLAINTEXT) cluster is not asked: ACLs are a secured cluster's, and the
+    open one would cost every command a request.
+    """
+    if settings.kafka_security.protocol != "PLAINTEXT" and (reads or writes or groups):
+        _checked(bootstrap, settings, reads=[settings.topic(spec.name) for spec in reads],
+                 writes=[settings.topic(spec.name) for spec in writes],
+                 groups=[settings.topic(group) for group in groups])
+
+
+def _checked(bootstrap: str, settings: Settings, reads=(), writes=(), groups=()) -> None:
     from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient
 
-    from streams.produce import quiet_client_logger
+    from streams.kafka_security import check_access
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": quiet_client_logger()})
     try:
-        admin.list_topics(timeout=REACH_TIMEOUT_S)
+        check_access(bootstrap, timeout_s=REACH_TIMEOUT_S, reads=reads, writes=writes, groups=groups)
     except KafkaException as exc:
         error = exc.args[0] if exc.args else None
         reason = error.str() if isinstance(error, KafkaError) else str(exc)
@@ -332,9 +367,10 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _kafka_beside_up(settings: Settings) -> tuple[str, Settings]:
+def _kafka_beside_up(settings: Settings, reads=(), writes=(), groups=()) -> tuple[str, Settings]:
     bootstrap, settings = settings_beside_up(settings)
     _reachable(bootstrap, settings)
+    _permitted(bootstrap, settings, reads=reads, writes=writes, groups=groups)
     return bootstrap, settings
 
 
@@ -365,9 +401,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "worker":
         from streams.runner import run_worker
 
+        from streams import topics
+
         if not settings.kafka:
             raise SettingsError("`forewarn worker` needs FOREWARN_KAFKA (use `forewarn up` for the embedded broker)")
         _reachable(settings.kafka, settings)
+        _permitted(settings.kafka, settings, reads=topics.GROUP_INPUTS,
+                   writes=topics.OUTPUT_TOPICS + topics.INTERNAL_TOPICS, groups=("forewarn",))
         return run_worker(settings, settings.kafka, loglevel=args.loglevel)
     if args.command == "topics":
         return _topics(args, settings)
@@ -397,7 +437,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         if config is None:
             raise SettingsError("`forewarn notify` has nowhere to deliver: set FOREWARN_NOTIFY_CONFIG, "
                                 "FOREWARN_ALERTMANAGER_URL or FOREWARN_WEBHOOK_URL")
-        bootstrap, settings = _kafka_beside_up(settings)
+        from streams import topics
+        from streams.notify import GROUP
+
+        bootstrap, settings = _kafka_beside_up(settings, reads=(topics.ALERTS,), writes=(topics.DEAD_LETTERS,),
+                                               groups=(GROUP,))
         return serve(settings, bootstrap, config)
     if args.command == "sql":
         return _sql(args, settings)
@@ -459,7 +503,10 @@ def _produce(args: argparse.Namespace, settings: Settings, replay: bool = False)
         print(f"forewarn: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     with source:
-        bootstrap, settings = _kafka_beside_up(settings)
+        from streams import topics
+
+        written = (topics.PRODUCIBLE[topic],) if topic in topics.PRODUCIBLE else ()
+        bootstrap, settings = _kafka_beside_up(settings, writes=written)
 
         def print_rejection(error) -> None:
             print(f"{name}: {error}", file=sys.stderr, flush=True)
@@ -502,8 +549,8 @@ def _alerts(args: argparse.Namespace, settings: Settings) -> int:
     from streams import topics
     from streams.follow import TopicNotFound, format_alert, read_topic
 
-    bootstrap, settings = _kafka_beside_up(settings)
-    codec = Codec(registry_url=settings.schema_registry)
+    bootstrap, settings = _kafka_beside_up(settings, reads=(topics.ALERTS,))
+    codec = Codec(registry_url=settings.schema_registry, registry_config=settings.registry_config())
     try:
         for item in read_topic(bootstrap, settings.topic(topics.ALERTS.name), codec, follow=args.follow):
             if isinstance(item, DecodeError):
@@ -549,7 +596,11 @@ def _web(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     web.load_accounts(settings.web_accounts)  # a bad line stops here, naming it
     web.check_address_free(settings)
-    bootstrap, settings = _kafka_beside_up(settings)
+    from streams import topics
+
+    bootstrap, settings = _kafka_beside_up(
+        settings, reads=(topics.ALERTS, topics.OUTREACH_TASKS, topics.TASK_UPDATES_REJECTED),
+        writes=(topics.TASK_UPDATES,) if settings.web_accounts else ())
     return web.serve(settings, bootstrap)
 
 
@@ -573,7 +624,11 @@ def _tasks(args: argparse.Namespace, settings: Settings) -> int:
     except ArgumentError as exc:
         print(f"forewarn: {exc}", file=sys.stderr)
         return 2
-    bootstrap, settings = _kafka_beside_up(settings)
+    from streams import topics
+
+    acting = args.command == "task" and args.action != "show"
+    bootstrap, settings = _kafka_beside_up(settings, reads=(topics.OUTREACH_TASKS,),
+                                           writes=(topics.TASK_UPDATES,) if acting else ())
     try:
         if args.command == "tasks":
             return list_tasks(settings, bootstrap, queue=args.queue, as_json=args.json, include_all=args.all)
@@ -603,7 +658,11 @@ def _sink(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     # A server that is down may come up: the sink waits for it. One that refuses us will not.
     _store_answers(settings, wait_if_unreachable=True)
-    bootstrap, settings = _kafka_beside_up(settings)
+    from sinks.clickhouse.sink import GROUP, SINK_TOPICS
+    from streams import topics
+
+    bootstrap, settings = _kafka_beside_up(settings, reads=SINK_TOPICS, writes=(topics.DEAD_LETTERS,),
+                                           groups=(GROUP,))
     return serve(settings, bootstrap, SinkLimits(max_rows=args.batch_rows, max_wait_s=args.batch_seconds))
 
 

@@ -44,7 +44,7 @@ def run_demo(settings: Settings, duration: float = 60.0, keep: bool = False) -> 
         print(f"forewarn demo: no live page: {exc}")
         web = False
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    codec = Codec(registry_url=settings.schema_registry)
+    codec = Codec(registry_url=settings.schema_registry, registry_config=settings.registry_config())
     timeline = store_timeline(duration)
     print(f"Forewarn demo: a small coffee shop for {duration:.0f}s ({_events(len(timeline))}), "
           f"with the coffee-bean customer's story among ordinary traffic.")

@@ -10,6 +10,7 @@ from typing import Callable, Iterator
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from schemas.codec import Codec, DecodeError
+from streams.kafka_security import kafka_client_config
 
 
 class TopicNotFound(KafkaException):
@@ -35,12 +36,11 @@ def read_topic(
     had when reading started. Undecodable messages are yielded as DecodeError
     so the caller can report them.
     """
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
+    consumer = Consumer(kafka_client_config(bootstrap, {
         "group.id": f"forewarn-reader-{time.time_ns()}",  # assigned, never subscribed or committed
         "enable.auto.commit": False,
         "enable.partition.eof": True,
-    })
+    }))
     try:
         meta = consumer.list_topics(topic, timeout=metadata_timeout).topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
@@ -149,7 +149,7 @@ class LagProbe:
 
         self.bootstrap = bootstrap
         self.timeout = timeout
-        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+        self.admin = AdminClient(kafka_client_config(bootstrap))
         self._readers: dict[str, Consumer] = {}
 
     def __enter__(self) -> "LagProbe":
@@ -168,8 +168,9 @@ class LagProbe:
         """The group's committed offsets (OFFSET_INVALID, negative, where it committed none)."""
         reader = self._readers.get(group)
         if reader is None:
-            reader = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group,
-                               "enable.auto.commit": False, "enable.auto.offset.store": False})
+            reader = Consumer(kafka_client_config(self.bootstrap, {
+                "group.id": group, "enable.auto.commit": False, "enable.auto.offset.store": False,
+            }))
             self._readers[group] = reader
         return reader.committed(partitions, timeout=self.timeout)
 

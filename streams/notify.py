@@ -929,17 +929,18 @@ class Notifier:
         from confluent_kafka import Consumer, Producer
 
         from streams.brokers import confluent_producer_overrides, session_timeout_s
+        from streams.kafka_security import kafka_client_config
         from streams.produce import quiet_client_logger
 
         loop = asyncio.get_running_loop()
         kafka = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notify-kafka")  # one thread owns the consumer
-        self.producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5,
-                                  "logger": quiet_client_logger(), **confluent_producer_overrides(self.bootstrap)})
-        self.consumer = Consumer({
-            "bootstrap.servers": self.bootstrap, "group.id": self.group, "enable.auto.commit": False,
+        self.producer = Producer(kafka_client_config(self.bootstrap, {
+            "linger.ms": 5, "logger": quiet_client_logger(), **confluent_producer_overrides(self.bootstrap)}))
+        self.consumer = Consumer(kafka_client_config(self.bootstrap, {
+            "group.id": self.group, "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "logger": quiet_client_logger(),
             "session.timeout.ms": int(session_timeout_s(self.settings, self.bootstrap) * 1000),
-        })
+        }))
         # The raw bytes of each message in flight, for a dead letter that must carry it whole.
         self._raw: dict[tuple[int, int], tuple] = {}
         for name, destination in self.config.destinations.items():

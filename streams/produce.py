@@ -26,6 +26,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from schemas.codec import Codec, EncodeError, RecordError, record_from_json
 from streams.brokers import confluent_producer_overrides
 from streams import topics
+from streams.kafka_security import kafka_client_config
 from streams.settings import Settings
 from streams.skew import FUTURE_TIMESTAMP, future_timestamp
 
@@ -87,8 +88,7 @@ def quiet_client_logger() -> logging.Logger:
 
 
 def producer_for(bootstrap: str, **overrides) -> Producer:
-    config = {
-        "bootstrap.servers": bootstrap,
+    config = kafka_client_config(bootstrap, {
         # The Java client and the worker's client hash keys with murmur2; librdkafka's
         # default (CRC32) would put a key on a different partition than the worker's
         # own repartitioned topics, and the joins would never meet.
@@ -96,7 +96,7 @@ def producer_for(bootstrap: str, **overrides) -> Producer:
         "enable.idempotence": True,
         "linger.ms": 20,
         "compression.type": "none",
-    }
+    })
     config.update(confluent_producer_overrides(bootstrap))
     config.update(overrides)
     return Producer(config)
@@ -251,7 +251,7 @@ def produce_lines(
     """
     if topic is not None and topic not in topics.PRODUCIBLE:
         raise ValueError(f"unknown topic {topic!r}; expected one of {', '.join(sorted(topics.PRODUCIBLE))}")
-    codec = codec or Codec(registry_url=settings.schema_registry)
+    codec = codec or Codec(registry_url=settings.schema_registry, registry_config=settings.registry_config())
     producer = producer or producer_for(bootstrap, logger=quiet_client_logger())
     report = ProduceReport()
     pending: set[int] = set()  # line numbers sent and not yet acknowledged or refused

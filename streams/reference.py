@@ -20,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from schemas.codec import Codec, DecodeError
 from streams import topics
 from streams.detectors.stock import Reference
+from streams.kafka_security import kafka_client_config
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class ReferenceView:
     def __init__(self, settings: Settings, bootstrap: str, codec: Codec | None = None) -> None:
         self._settings = settings
         self._bootstrap = bootstrap
-        self._codec = codec or Codec(registry_url=settings.schema_registry)
+        self._codec = codec or Codec(registry_url=settings.schema_registry, registry_config=settings.registry_config())
         # Copy-on-write for the catalog (alternatives iterate over it from another
         # thread); point lookups only for the other two, so they update in place.
         self.catalog: dict[str, dict] = {}
@@ -80,14 +81,13 @@ class ReferenceView:
             self._settings.topic(topics.INVENTORY.name): self._apply_stock,
         }
         consumer = Consumer(
-            {
-                "bootstrap.servers": self._bootstrap,
+            kafka_client_config(self._bootstrap, {
                 # Assigned, never subscribed: the group id is only a required label, no offsets are committed.
                 "group.id": self._settings.topic("forewarn-reference"),
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
                 "auto.offset.reset": "earliest",
-            }
+            })
         )
         try:
             metadata = consumer.list_topics(timeout=10)

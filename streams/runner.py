@@ -22,6 +22,7 @@ from confluent_kafka.admin import AdminClient
 
 from streams import topics
 from streams.admin import ensure_topics
+from streams.kafka_security import kafka_client_config
 from streams.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ COPARTITIONED = topics.GROUP_INPUTS
 
 
 def check_partitions(settings: Settings, bootstrap: str) -> None:
-    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=15)
+    metadata = AdminClient(kafka_client_config(bootstrap)).list_topics(timeout=15)
     wrong = []
     for spec in COPARTITIONED:
         name = settings.topic(spec.name)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from streams.kafka_security import MECHANISMS, PROTOCOLS, KafkaSecurity
 from streams.thresholds import ThresholdError, Thresholds
 
 
@@ -242,13 +243,6 @@ def _one_url_env(env: dict[str, str], name: str) -> str | None:
     return raw
 
 
-def _secret_env(env: dict[str, str], name: str) -> str | None:
-    raw = env.get(name, "")
-    if raw and raw != raw.strip():
-        raise SettingsError(f"{name}: the secret starts or ends with white space (not shown); remove it")
-    return raw or None
-
-
 def _file_env(env: dict[str, str], name: str, what: str) -> Path | None:
     raw = env.get(name, "").strip()
     if not raw:
@@ -257,6 +251,85 @@ def _file_env(env: dict[str, str], name: str, what: str) -> Path | None:
     if not path.is_file():
         raise SettingsError(f"{name}={raw!r}: expected {what}; there is no such file")
     return path
+
+
+def _readable_env(env: dict[str, str], name: str, what: str) -> Path | None:
+    """A file setting that must name a file this process can read; None when unset."""
+    path = _file_env(env, name, what)
+    if path is not None and not os.access(path, os.R_OK):
+        raise SettingsError(f"{name}={str(path)!r}: expected {what}; this process may not read it")
+    return path
+
+
+def _secret_env(env: dict[str, str], name: str) -> tuple[str | None, str]:
+    """A password from ``name`` or from the file ``name``_FILE names (never both): (password, its setting).
+
+    The file holds the password alone; one trailing line break is not part of it.
+    The value itself never appears in a message.
+    """
+    file_name = f"{name}_FILE"
+    given = env.get(name, "")
+    path = _readable_env(env, file_name, "a file holding the password")
+    if given and path is not None:
+        raise SettingsError(f"{name} and {file_name} are both set: give the password one way only")
+    if path is None:
+        return (given or None), name
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{file_name}={str(path)!r}: cannot read the password ({type(exc).__name__})") from None
+    text = text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
+    if not text:
+        raise SettingsError(f"{file_name}={str(path)!r}: the file is empty; expected the password")
+    return text, file_name
+
+
+KAFKA_SECURITY_VARIABLES = ("FOREWARN_KAFKA_SECURITY_PROTOCOL", "FOREWARN_KAFKA_SASL_MECHANISM",
+                            "FOREWARN_KAFKA_USERNAME", "FOREWARN_KAFKA_PASSWORD", "FOREWARN_KAFKA_PASSWORD_FILE",
+                            "FOREWARN_KAFKA_CA", "FOREWARN_KAFKA_CERT", "FOREWARN_KAFKA_KEY")
+
+
+def _kafka_security_env(env: dict[str, str], kafka: str | None) -> KafkaSecurity:
+    """FOREWARN_KAFKA_SECURITY_PROTOCOL and the settings that go with it, checked together."""
+    given = [name for name in KAFKA_SECURITY_VARIABLES if env.get(name, "").strip()]
+    if given and kafka is None:
+        raise SettingsError(f"{given[0]} is set but FOREWARN_KAFKA is not: the embedded broker is plaintext on "
+                            f"loopback; set FOREWARN_KAFKA to the secured cluster, or unset {given[0]}")
+    protocol = _choice_env(env, "FOREWARN_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", PROTOCOLS)
+    sasl, tls = protocol.startswith("SASL_"), protocol in ("SSL", "SASL_SSL")
+    mechanism = _choice_env(env, "FOREWARN_KAFKA_SASL_MECHANISM", "", MECHANISMS) or None
+    username = env.get("FOREWARN_KAFKA_USERNAME", "").strip() or None
+    password, password_setting = _secret_env(env, "FOREWARN_KAFKA_PASSWORD")
+    if sasl:
+        for name, value in (("FOREWARN_KAFKA_SASL_MECHANISM", mechanism), ("FOREWARN_KAFKA_USERNAME", username),
+                            ("FOREWARN_KAFKA_PASSWORD", password)):
+            if value is None:
+                also = " (or FOREWARN_KAFKA_PASSWORD_FILE)" if name == "FOREWARN_KAFKA_PASSWORD" else ""
+                expected = f": one of {', '.join(MECHANISMS)}" if name.endswith("MECHANISM") else ""
+                raise SettingsError(f"FOREWARN_KAFKA_SECURITY_PROTOCOL={protocol} logs in with SASL: set "
+                                    f"{name}{also}{expected}")
+    else:
+        for name in ("FOREWARN_KAFKA_SASL_MECHANISM", "FOREWARN_KAFKA_USERNAME", "FOREWARN_KAFKA_PASSWORD",
+                     "FOREWARN_KAFKA_PASSWORD_FILE"):
+            if env.get(name, "").strip():
+                raise SettingsError(f"{name} is set but FOREWARN_KAFKA_SECURITY_PROTOCOL={protocol} does not log "
+                                    f"in with SASL; set FOREWARN_KAFKA_SECURITY_PROTOCOL to SASL_SSL (or "
+                                    f"SASL_PLAINTEXT), or unset {name}")
+    ca = _readable_env(env, "FOREWARN_KAFKA_CA", "a PEM file of the CA certificates that signed the broker's")
+    cert = _readable_env(env, "FOREWARN_KAFKA_CERT", "a PEM file of the client certificate")
+    key = _readable_env(env, "FOREWARN_KAFKA_KEY", "a PEM file of the client certificate's private key")
+    if not tls:
+        for name, value in (("FOREWARN_KAFKA_CA", ca), ("FOREWARN_KAFKA_CERT", cert), ("FOREWARN_KAFKA_KEY", key)):
+            if value is not None:
+                raise SettingsError(f"{name} is set but FOREWARN_KAFKA_SECURITY_PROTOCOL={protocol} does not use "
+                                    f"TLS; set FOREWARN_KAFKA_SECURITY_PROTOCOL to SSL or SASL_SSL, or unset {name}")
+    if (cert is None) != (key is None):
+        present, missing = (("FOREWARN_KAFKA_CERT", "FOREWARN_KAFKA_KEY") if key is None
+                            else ("FOREWARN_KAFKA_KEY", "FOREWARN_KAFKA_CERT"))
+        raise SettingsError(f"{present} is set but {missing} is not: a client certificate needs both")
+    return KafkaSecurity(protocol=protocol, mechanism=mechanism if sasl else None, username=username if sasl else None,
+                         password=password if sasl else None, password_setting=password_setting, ca=ca, cert=cert,
+                         key=key)
 
 
 def _maven_env(env: dict[str, str]) -> None:
@@ -278,8 +351,9 @@ class Settings:
     embedded: str = "kafka"
     # Maximum heap of the embedded Apache Kafka node.
     kafka_heap: str = "256m"
-    # Where ClickHouse is: an http(s):// URL, or None for chDB under data_dir.
-    clickhouse: str | None = None
+    # Where ClickHouse is: an http(s):// URL, or None for chDB under data_dir. Out of repr: it may hold
+    # a password (describe() shows it without).
+    clickhouse: str | None = field(default=None, repr=False)
     # Confluent-compatible schema registry; None means Avro single-object encoding.
     schema_registry: str | None = None
     data_dir: Path = field(default_factory=lambda: Path(".forewarn"))
@@ -330,6 +404,17 @@ class Settings:
     web_url: str | None = None
     # Where this process serves its Prometheus metrics (FOREWARN_METRICS_ADDR); None: nowhere.
     metrics_addr: tuple[str, int] | None = None
+    # How Kafka clients log in to FOREWARN_KAFKA (streams.kafka_security); plaintext by default.
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    # Schema registry login (FOREWARN_SCHEMA_REGISTRY_USERNAME, _PASSWORD or _PASSWORD_FILE) and CA
+    # (FOREWARN_SCHEMA_REGISTRY_CA).
+    schema_registry_username: str | None = None
+    schema_registry_password: str | None = field(default=None, repr=False)
+    schema_registry_ca: Path | None = None
+    # ClickHouse: a password from FOREWARN_CLICKHOUSE_PASSWORD_FILE (instead of one in the URL), and the CA
+    # that signed an https server's certificate (FOREWARN_CLICKHOUSE_CA; unset: the system's CAs).
+    clickhouse_password: str | None = field(default=None, repr=False)
+    clickhouse_ca: Path | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -339,12 +424,17 @@ class Settings:
         if clickhouse is not None:
             clickhouse_address(clickhouse)
         _maven_env(env)
+        kafka = _kafka_env(env)
+        schema_registry = _url_env(env, "FOREWARN_SCHEMA_REGISTRY", "http(s)://host[:port][/path]")
         return cls(
-            kafka=_kafka_env(env),
+            kafka=kafka,
+            kafka_security=_kafka_security_env(env, kafka),
+            **_registry_login_env(env, schema_registry),
+            **_clickhouse_login_env(env, clickhouse),
             embedded=_choice_env(env, "FOREWARN_EMBEDDED", "kafka", ("kafka", "memory")),
             kafka_heap=_heap_env(env),
             clickhouse=clickhouse,
-            schema_registry=_url_env(env, "FOREWARN_SCHEMA_REGISTRY", "http(s)://host[:port][/path]"),
+            schema_registry=schema_registry,
             data_dir=_data_dir_env(env),
             topic_prefix=_prefix_env(env),
             topic_prefix_given="FOREWARN_TOPIC_PREFIX" in env,
@@ -374,7 +464,7 @@ class Settings:
                                                                    "routes (see README: Paging and metrics)"),
             alertmanager_url=_one_url_env(env, "FOREWARN_ALERTMANAGER_URL"),
             webhook_url=_one_url_env(env, "FOREWARN_WEBHOOK_URL"),
-            webhook_secret=_secret_env(env, "FOREWARN_WEBHOOK_SECRET"),
+            webhook_secret=_secret_env(env, "FOREWARN_WEBHOOK_SECRET")[0],
             webhook_format=_choice_env(env, "FOREWARN_WEBHOOK_FORMAT", "json", ("json", "slack")),
             web_url=_url_env(env, "FOREWARN_WEB_URL", "http(s)://host[:port][/path]"),
             metrics_addr=_metrics_addr_env(env),
@@ -393,13 +483,59 @@ class Settings:
         return self.data_dir / "endpoints.json"
 
     def describe(self) -> dict[str, str]:
-        """Every setting as text, except those that may hold a secret (webhook URLs and secrets)."""
-        return {f.name: str(getattr(self, f.name)) for f in fields(self) if f.repr}
+        """Every setting as text, for people: no password or webhook address (fields kept out of repr are left
+        out)."""
+        shown = {f.name: str(getattr(self, f.name)) for f in fields(self) if f.repr}
+        if self.clickhouse:
+            shown["clickhouse"] = _without_password(self.clickhouse)
+        return shown
 
     @property
     def notifies(self) -> bool:
         """Whether any destination for alerts is configured (`forewarn up` then runs the notifier)."""
         return bool(self.notify_config or self.alertmanager_url or self.webhook_url)
+
+    def registry_config(self) -> dict[str, str]:
+        """The schema registry client's login and CA settings (confluent-kafka's names); empty when none."""
+        config: dict[str, str] = {}
+        if self.schema_registry_username is not None:
+            config["basic.auth.user.info"] = f"{self.schema_registry_username}:{self.schema_registry_password}"
+        if self.schema_registry_ca is not None:
+            config["ssl.ca.location"] = str(self.schema_registry_ca)
+        return config
+
+
+def _registry_login_env(env: dict[str, str], registry: str | None) -> dict:
+    username = env.get("FOREWARN_SCHEMA_REGISTRY_USERNAME", "").strip() or None
+    password, password_setting = _secret_env(env, "FOREWARN_SCHEMA_REGISTRY_PASSWORD")
+    ca = _readable_env(env, "FOREWARN_SCHEMA_REGISTRY_CA", "a PEM file of the CA certificates that signed the "
+                                                           "registry's")
+    for name, value in (("FOREWARN_SCHEMA_REGISTRY_USERNAME", username), (password_setting, password),
+                        ("FOREWARN_SCHEMA_REGISTRY_CA", ca)):
+        if value is not None and registry is None:
+            raise SettingsError(f"{name} is set but FOREWARN_SCHEMA_REGISTRY is not; set both, or unset {name}")
+    if (username is None) != (password is None):
+        missing = "FOREWARN_SCHEMA_REGISTRY_PASSWORD (or _PASSWORD_FILE)" if password is None \
+            else "FOREWARN_SCHEMA_REGISTRY_USERNAME"
+        raise SettingsError(f"the schema registry login needs a user name and a password: set {missing}")
+    return {"schema_registry_username": username, "schema_registry_password": password, "schema_registry_ca": ca}
+
+
+def _clickhouse_login_env(env: dict[str, str], clickhouse: str | None) -> dict:
+    password, _setting = _secret_env({"FOREWARN_CLICKHOUSE_PASSWORD_FILE": env.get(
+        "FOREWARN_CLICKHOUSE_PASSWORD_FILE", "")}, "FOREWARN_CLICKHOUSE_PASSWORD")
+    ca = _readable_env(env, "FOREWARN_CLICKHOUSE_CA", "a PEM file of the CA certificates that signed the "
+                                                      "ClickHouse server's")
+    for name, value in (("FOREWARN_CLICKHOUSE_PASSWORD_FILE", password), ("FOREWARN_CLICKHOUSE_CA", ca)):
+        if value is not None and clickhouse is None:
+            raise SettingsError(f"{name} is set but FOREWARN_CLICKHOUSE is not (chDB needs no login); set "
+                                f"FOREWARN_CLICKHOUSE, or unset {name}")
+    if password is not None and clickhouse_address(clickhouse).password:
+        raise SettingsError("FOREWARN_CLICKHOUSE holds a password and FOREWARN_CLICKHOUSE_PASSWORD_FILE is set: "
+                            "give the password one way only")
+    if ca is not None and not clickhouse_address(clickhouse).secure:
+        raise SettingsError("FOREWARN_CLICKHOUSE_CA is set but FOREWARN_CLICKHOUSE is an http:// URL; use https://")
+    return {"clickhouse_password": password, "clickhouse_ca": ca}
 
 
 def _thresholds(env: dict[str, str]) -> Thresholds:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, TextIO
 from streams import topics
 # The queues a task can be routed to (the OutreachTask schema's `queue` is a plain string).
 from streams.detectors.tasks import QUEUES
+from streams.kafka_security import kafka_client_config
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Message
@@ -238,12 +239,11 @@ class FromNow:
 
         from streams.produce import quiet_client_logger
 
-        self.consumer: Consumer = Consumer({
-            "bootstrap.servers": bootstrap,
+        self.consumer: Consumer = Consumer(kafka_client_config(bootstrap, {
             "group.id": f"forewarn-task-{uuid.uuid4()}",  # assigned, never subscribed or committed
             "enable.auto.commit": False,
             "logger": quiet_client_logger(),
-        })
+        }))
         try:
             assignment = []
             for topic in topic_names:
@@ -301,7 +301,7 @@ def list_tasks(settings: Settings, bootstrap: str, queue: str | None = None, as_
 
     out, err = out or sys.stdout, err or sys.stderr
     check_queue(queue)
-    codec = Codec(registry_url=settings.schema_registry)
+    codec = Codec(registry_url=settings.schema_registry, registry_config=settings.registry_config())
     versions = []
     for item in read_topic(bootstrap, settings.topic(topics.OUTREACH_TASKS.name), codec):
         if isinstance(item, DecodeError):
@@ -333,7 +333,7 @@ def show_task(settings: Settings, bootstrap: str, task_id: str, as_json: bool = 
     from streams.task_view import render, structured
 
     out, err = out or sys.stdout, err or sys.stderr
-    codec = Codec(registry_url=settings.schema_registry)
+    codec = Codec(registry_url=settings.schema_registry, registry_config=settings.registry_config())
     versions = [item[1] for item in read_topic(bootstrap, settings.topic(topics.OUTREACH_TASKS.name), codec)
                 if not isinstance(item, DecodeError) and item[0] == TASK_SCHEMA]
     task = latest_per_task(versions).get(task_id)
@@ -363,7 +363,7 @@ def act_on_task(settings: Settings, bootstrap: str, action: str, task_id: str, n
 
     out, err = out or sys.stdout, err or sys.stderr
     check_task_arguments(task_id, name, timeout)
-    codec = Codec(registry_url=settings.schema_registry)
+    codec = Codec(registry_url=settings.schema_registry, registry_config=settings.registry_config())
     update = task_update(task_id, action, name, now_ms=int(time.time() * 1000))
     answers = [settings.topic(spec.name) for spec in (topics.OUTREACH_TASKS, topics.TASK_UPDATES_REJECTED)]
     with FromNow(bootstrap, answers) as watch:

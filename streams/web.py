@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Callable
 
 from streams import topics
+from streams.kafka_security import kafka_client_config
 from streams.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -250,9 +251,10 @@ class LiveState:
 
         names = [self.settings.topic(spec.name)
                  for spec in (topics.OUTREACH_TASKS, topics.ALERTS, topics.TASK_UPDATES_REJECTED)]
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"forewarn-web-{secrets.token_hex(6)}",
-                             "enable.auto.commit": False, "enable.partition.eof": True,
-                             "logger": quiet_client_logger()})
+        consumer = Consumer(kafka_client_config(self.bootstrap, {
+            "group.id": f"forewarn-web-{secrets.token_hex(6)}", "enable.auto.commit": False,
+            "enable.partition.eof": True, "logger": quiet_client_logger(),
+        }))
         try:
             pending = self._assign(consumer, names)
             if pending is None:
@@ -287,7 +289,7 @@ class LiveState:
 
         from schemas.codec import Codec, DecodeError
 
-        codec = Codec(registry_url=self.settings.schema_registry)
+        codec = Codec(registry_url=self.settings.schema_registry, registry_config=self.settings.registry_config())
         while not self._stop.is_set():
             for message in consumer.consume(num_messages=500, timeout=0.2):
                 error = message.error()
@@ -503,7 +505,7 @@ def make_app(settings: Settings, bootstrap: str, state: LiveState):
     nobody = hash_password(secrets.token_hex(8))
     overview_lock = asyncio.Lock()
     loopback = settings.web_addr[0] in ("127.0.0.1", "::1", "localhost")
-    codec = Codec(registry_url=settings.schema_registry)
+    codec = Codec(registry_url=settings.schema_registry, registry_config=settings.registry_config())
     overview_cache: dict = {}
     rules = sorted({r for r in _rule_names()})
 

@@ -3,10 +3,21 @@
 # jars on Maven Central.
 #
 #   kafka.sh [start] [--brokers 1|3] [--base-port N] [--data-dir DIR] [--version V] [--keep]
+#            [--secure] [--acl-prefix P]
 #       Resolve the jars (first run only), format storage, start the node(s),
 #       wait until the cluster lists every broker, print one line
 #       `BOOTSTRAP=127.0.0.1:port[,...]` on stdout and stay in the foreground.
 #       SIGINT, SIGTERM, SIGHUP or the end of the script stops every node.
+#       --secure: clients must use SASL_SSL with SCRAM-SHA-512. A CA and a
+#       broker certificate (for 127.0.0.1 and localhost) are made on the spot
+#       with openssl, the standard authorizer is on, and only the broker's own
+#       principals (user admin, and its certificate on the quorum listener) are
+#       super users. Users forewarn and forewarn-noalerts get the ACLs
+#       Forewarn's components need (see deploy/kafka/README.md) on topics and
+#       groups starting with P (--acl-prefix; default: every name), no more.
+#       Before BOOTSTRAP it prints `CA=<file>` and `CREDENTIALS=<dir>`:
+#       <dir>/<user>.password holds each user's password, <dir>/admin.json the
+#       admin's client settings (both mode 0600).
 #   kafka.sh restart-node I --data-dir DIR
 #       Start node I of a running cluster again (after it was killed) and wait
 #       until the cluster lists it.
@@ -54,6 +65,9 @@
 #                                 runs the readiness check (else python3 does if it
 #                                 has it, else a small Java check against the jars)
 #   JAVA_HOME                     the JDK to use (17 or newer); default: java on PATH
+#
+# --secure also needs openssl, and a Python with confluent_kafka
+# (FOREWARN_KAFKA_PYTHON or python3) for the readiness check and the ACLs.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -328,6 +342,8 @@ VERSION=$VERSION
 BROKERS=$BROKERS
 BASE_PORT=$BASE_PORT
 CLUSTER_ID=$CLUSTER_ID
+SECURE=$SECURE
+ACL_PREFIX=$ACL_PREFIX
 EOF
     cat >"$DATA_DIR/log4j2.xml" <<'EOF'
 <?xml version="1.0" encoding="UTF-8"?>
@@ -351,16 +367,15 @@ EOF
 EOF
     for ((i = 0; i < BROKERS; i++)); do
         mkdir -p "$DATA_DIR/node-$i/data"
+        # With --secure it holds the keystore and admin passwords: only its owner reads it.
+        (umask 077 && : >"$DATA_DIR/node-$i/server.properties")
         cat >"$DATA_DIR/node-$i/server.properties" <<EOF
 # Written by kafka.sh: node $i of $BROKERS, cluster $CLUSTER_ID.
 process.roles=broker,controller
 node.id=$i
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$(client_port "$i"),CONTROLLER://127.0.0.1:$(controller_port "$i")
-advertised.listeners=PLAINTEXT://127.0.0.1:$(client_port "$i")
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+$(listener_properties "$i")
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
 log.dirs=$DATA_DIR/node-$i/data
 
 num.partitions=1
@@ -394,12 +409,20 @@ EOF
 }
 
 format_storage() {
-    local i failed=0
+    local i failed=0 user
+    local -a scram=()
+    if ((SECURE)); then
+        # SCRAM users go into the metadata log before the first start: the broker's own
+        # login (admin) must exist before anything can connect.
+        for user in "${SECURE_USERS[@]}"; do
+            scram+=(--add-scram "SCRAM-SHA-512=[name=$user,password=$(cat "$SECURE_DIR/$user.password")]")
+        done
+    fi
     FORMAT_PIDS=()
     for ((i = 0; i < BROKERS; i++)); do
         "$JAVA" -Xmx256m -XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile="$DATA_DIR/log4j2.xml" -cp "$LIBS/*" \
             kafka.tools.StorageTool format --cluster-id "$CLUSTER_ID" \
-            --config "$DATA_DIR/node-$i/server.properties" \
+            --config "$DATA_DIR/node-$i/server.properties" "${scram[@]}" \
             >"$DATA_DIR/node-$i.format.log" 2>&1 &
         FORMAT_PIDS+=("$!")
     done
@@ -416,6 +439,103 @@ format_storage() {
     ((failed == 0)) || exit 1
 }
 
+# ---------------------------------------------------------------------------
+# --secure: certificates, users, listeners and ACLs
+
+# The users --secure creates. admin is the broker's own login and the only super user;
+# forewarn-noalerts has forewarn's rights, for tests that take one away from it.
+SECURE_USERS=(admin forewarn forewarn-noalerts)
+
+make_secure_files() {
+    command -v openssl >/dev/null 2>&1 || die "--secure needs openssl to make the CA and the broker certificate"
+    local d="$SECURE_DIR" user
+    (umask 077 && mkdir -p "$d" && : >"$d/openssl.log")
+    (
+        umask 077
+        openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -subj "/CN=forewarn-kafka-sh-ca" \
+            -keyout "$d/ca.key" -out "$d/ca.pem"
+        openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=forewarn-broker" \
+            -keyout "$d/broker.key" -out "$d/broker.csr"
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' >"$d/broker.ext"
+        openssl x509 -req -sha256 -days 3650 -in "$d/broker.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
+            -CAcreateserial -extfile "$d/broker.ext" -out "$d/broker.pem"
+        openssl rand -hex 24 >"$d/keystore.password"
+        openssl pkcs12 -export -name broker -in "$d/broker.pem" -inkey "$d/broker.key" -certfile "$d/ca.pem" \
+            -passout "file:$d/keystore.password" -out "$d/broker.p12"
+        for user in "${SECURE_USERS[@]}"; do
+            openssl rand -hex 24 >"$d/$user.password"
+        done
+    ) >"$d/openssl.log" 2>&1 || die "making the certificates failed; $d/openssl.log says: $(tail -n 5 "$d/openssl.log")"
+    chmod 644 "$d/ca.pem"
+    # The admin's confluent-kafka client settings, for the readiness check, the ACLs and tests.
+    (umask 077 && printf '{"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "admin", "sasl.password": "%s", "ssl.ca.location": "%s", "ssl.endpoint.identification.algorithm": "https"}\n' \
+        "$(cat "$d/admin.password")" "$d/ca.pem" >"$d/admin.json")
+}
+
+listener_properties() {
+    local i="$1"
+    if ((SECURE == 0)); then
+        cat <<EOF
+listeners=PLAINTEXT://127.0.0.1:$(client_port "$i"),CONTROLLER://127.0.0.1:$(controller_port "$i")
+advertised.listeners=PLAINTEXT://127.0.0.1:$(client_port "$i")
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+EOF
+        return
+    fi
+    local keystore_password
+    keystore_password="$(cat "$SECURE_DIR/keystore.password")"
+    cat <<EOF
+# --secure: clients and brokers speak SASL_SSL (SCRAM-SHA-512); the quorum speaks TLS with
+# the broker's certificate as client certificate (principal User:CN=forewarn-broker).
+listeners=SASL_SSL://127.0.0.1:$(client_port "$i"),CONTROLLER://127.0.0.1:$(controller_port "$i")
+advertised.listeners=SASL_SSL://127.0.0.1:$(client_port "$i")
+listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL
+inter.broker.listener.name=SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(cat "$SECURE_DIR/admin.password")";
+listener.name.controller.ssl.client.auth=required
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$SECURE_DIR/broker.p12
+ssl.keystore.password=$keystore_password
+ssl.key.password=$keystore_password
+ssl.truststore.type=PEM
+ssl.truststore.location=$SECURE_DIR/ca.pem
+ssl.endpoint.identification.algorithm=https
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:admin;User:CN=forewarn-broker
+EOF
+}
+
+# The ACLs of users forewarn and forewarn-noalerts: what Forewarn's components need together
+# (deploy/kafka/README.md lists them per component), on topics and groups starting with the
+# prefix (every name without one). No cluster right but IDEMPOTENT_WRITE; no ALTER anywhere.
+# shellcheck disable=SC2016
+readonly PY_CREATE_ACLS='
+import json, os, sys
+from confluent_kafka.admin import (AclBinding, AclOperation as Op, AclPermissionType, AdminClient,
+                                   ResourcePatternType, ResourceType)
+
+bootstrap, prefix = sys.argv[1], sys.argv[2]
+with open(os.path.join(os.environ["KAFKA_SH_SECURE_DIR"], "admin.json")) as f:
+    login = json.load(f)
+admin = AdminClient(dict(login, **{"bootstrap.servers": bootstrap, "log_level": 0}))
+names = (prefix, ResourcePatternType.PREFIXED) if prefix else ("*", ResourcePatternType.LITERAL)
+rights = [
+    (ResourceType.TOPIC, names, [Op.DESCRIBE, Op.DESCRIBE_CONFIGS, Op.READ, Op.WRITE, Op.CREATE, Op.DELETE]),
+    (ResourceType.GROUP, names, [Op.DESCRIBE, Op.READ, Op.DELETE]),
+    (ResourceType.BROKER, ("kafka-cluster", ResourcePatternType.LITERAL), [Op.IDEMPOTENT_WRITE]),
+]
+bindings = [AclBinding(kind, name, pattern, f"User:{user}", "*", op, AclPermissionType.ALLOW)
+            for user in ("forewarn", "forewarn-noalerts")
+            for kind, (name, pattern), ops in rights for op in ops]
+for future in admin.create_acls(bindings, request_timeout=30).values():
+    future.result()
+print(f"kafka.sh: {len(bindings)} ACLs for users forewarn and forewarn-noalerts", file=sys.stderr)
+'
+
 load_cluster_env() {
     [[ -f "$DATA_DIR/cluster.env" ]] || die "$DATA_DIR holds no cluster started by kafka.sh (no cluster.env)"
     local key value
@@ -425,6 +545,8 @@ load_cluster_env() {
             BROKERS) BROKERS="$value" ;;
             BASE_PORT) BASE_PORT="$value" ;;
             CLUSTER_ID) CLUSTER_ID="$value" ;;
+            SECURE) SECURE="$value" ;;
+            ACL_PREFIX) ACL_PREFIX="$value" ;;
         esac
     done <"$DATA_DIR/cluster.env"
 }
@@ -631,8 +753,13 @@ while not any(accepts(a) for a in addresses):
         sys.exit(1)
     time.sleep(0.1)
 
-admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0,
-                     "reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500})
+login = {}
+if os.environ.get("KAFKA_SH_SECURE_DIR"):
+    import json
+    with open(os.path.join(os.environ["KAFKA_SH_SECURE_DIR"], "admin.json")) as f:
+        login = json.load(f)
+admin = AdminClient(dict(login, **{"bootstrap.servers": bootstrap, "log_level": 0,
+                                   "reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500}))
 seen = "nothing"
 while True:
     check_nodes()
@@ -732,6 +859,9 @@ choose_ready_check() {
             return
         fi
     done
+    if ((SECURE)); then
+        die "--secure needs a Python with confluent_kafka (FOREWARN_KAFKA_PYTHON, e.g. the one Forewarn is installed in)"
+    fi
     if [[ -n "${FOREWARN_KAFKA_PYTHON:-}" ]]; then
         say "FOREWARN_KAFKA_PYTHON=$FOREWARN_KAFKA_PYTHON cannot import confluent_kafka; checking readiness with Java instead"
     fi
@@ -783,7 +913,9 @@ cmd_start() {
     BROKERS=1
     BASE_PORT=""
     DATA_DIR=""
-    local keep=0 brokers_given=0 port_given=0
+    SECURE=0
+    ACL_PREFIX=""
+    local keep=0 brokers_given=0 port_given=0 secure_given=0
     while (($#)); do
         case "$1" in
             --brokers)
@@ -797,6 +929,10 @@ cmd_start() {
             --data-dir) [[ -n "${2:-}" ]] || die "--data-dir takes a directory"; DATA_DIR="$2"; shift 2 ;;
             --version) [[ -n "${2:-}" ]] || die "--version takes a Kafka version"; VERSION="$2"; shift 2 ;;
             --keep) keep=1; shift ;;
+            --secure) SECURE=1; secure_given=1; shift ;;
+            --acl-prefix)
+                [[ "${2:-}" =~ ^[A-Za-z0-9._-]+$ ]] || die "--acl-prefix takes a topic-name prefix, got '${2:-}'"
+                ACL_PREFIX="$2"; shift 2 ;;
             -h | --help) usage; exit 0 ;;
             *) die "unknown option '$1' (see kafka.sh --help)" ;;
         esac
@@ -818,6 +954,7 @@ cmd_start() {
                 die "$DATA_DIR holds a $BROKERS-node cluster; --brokers $asked_brokers does not match"
             ((port_given == 0 || asked_port == BASE_PORT)) ||
                 die "$DATA_DIR holds a cluster on base port $BASE_PORT; --base-port $asked_port does not match"
+            ((secure_given == 0 || SECURE == 1)) || die "$DATA_DIR holds a cluster started without --secure"
         elif [[ -n "$(ls -A "$DATA_DIR")" ]]; then
             die "$DATA_DIR is neither empty nor a kafka.sh data directory; give an empty or new one"
         fi
@@ -851,6 +988,11 @@ cmd_start() {
         CLUSTER_ID="$(new_cluster_id)"
     fi
     check_ports_free
+    SECURE_DIR="$DATA_DIR/secure"
+    if ((SECURE)); then
+        export KAFKA_SH_SECURE_DIR="$SECURE_DIR"
+        ((existing)) || make_secure_files
+    fi
     if ((existing == 0)); then
         write_cluster_files
         say "formatting $BROKERS node(s) of cluster $CLUSTER_ID in $DATA_DIR"
@@ -864,6 +1006,12 @@ cmd_start() {
     local bootstrap elapsed
     bootstrap="$(bootstrap_address)"
     wait_until_listed "$bootstrap" "$(seq -s, 0 $((BROKERS - 1)))" "$START_TIMEOUT" || exit 1
+    if ((SECURE)); then
+        "$PYTHON" -c "$PY_CREATE_ACLS" "$bootstrap" "$ACL_PREFIX" || die "creating the ACLs failed"
+        echo "CA=$SECURE_DIR/ca.pem"
+        echo "CREDENTIALS=$SECURE_DIR"
+        say "SASL_SSL with SCRAM-SHA-512; CA $SECURE_DIR/ca.pem; users ${SECURE_USERS[*]}, passwords in $SECURE_DIR/<user>.password"
+    fi
     elapsed="$(( $(now_ms) - started ))"
     say "Apache Kafka $VERSION: $BROKERS node(s) ready in $((elapsed / 1000)).$(printf '%03d' $((elapsed % 1000)))s; data and logs in $DATA_DIR"
     echo "BOOTSTRAP=$bootstrap"
@@ -894,6 +1042,8 @@ cmd_restart_node() {
     DATA_DIR="$(cd "$DATA_DIR" && pwd)" || die "no such data directory: $DATA_DIR"
     export KAFKA_SH_DATA_DIR="$DATA_DIR"
     load_cluster_env
+    SECURE_DIR="$DATA_DIR/secure"
+    ((SECURE)) && export KAFKA_SH_SECURE_DIR="$SECURE_DIR"
     ((i < BROKERS)) || die "the cluster in $DATA_DIR has nodes 0..$((BROKERS - 1)), not $i"
     local pid
     pid="$(node_pid "$i" || true)"
@@ -937,6 +1087,8 @@ cmd_stop_node() {
 }
 
 declare -A NODE_LOG_OFFSET=()
+SECURE=0
+ACL_PREFIX=""
 FORMAT_PIDS=()
 CHECK_PID=""
 WAIT_PID=""

@@ -61,6 +61,7 @@ from sinks.clickhouse.avro_blocks import ContainerFile, coordinates, derived_val
 from streams.metrics import Buckets, new_registry, serve_metrics
 from sinks.clickhouse.tables import DERIVED_COLUMNS, SINK_TOPICS, TABLE_FOR_TOPIC, DerivedColumn
 from streams import topics
+from streams.kafka_security import kafka_client_config
 from streams.settings import Settings, clickhouse_address
 from streams.words import counted
 
@@ -520,7 +521,7 @@ def topic_ids(bootstrap: str, names: list[str], timeout: float = 10.0) -> dict[s
     """
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(kafka_client_config(bootstrap))
     ids: dict[str, str | None] = {name: None for name in names}
     try:
         futures = admin.describe_topics(TopicCollection(names), request_timeout=timeout)
@@ -583,21 +584,21 @@ def run_sink(settings: Settings, bootstrap: str, stop: threading.Event, store: S
     from streams.produce import quiet_client_logger
 
     names = [settings.topic(spec.name) for spec in SINK_TOPICS]
-    codec = Codec(registry_url=settings.schema_registry)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "logger": quiet_client_logger(),
-                         **confluent_producer_overrides(bootstrap)})
+    codec = Codec(registry_url=settings.schema_registry, registry_config=settings.registry_config())
+    producer = Producer(kafka_client_config(bootstrap, {
+        "linger.ms": 5, "logger": quiet_client_logger(), **confluent_producer_overrides(bootstrap),
+    }))
     dead = DeadLetters(producer, settings.topic(topics.DEAD_LETTERS.name))
     sink = ClickHouseSink(store, codec, dead, settings, limits)
     if observe is not None:
         observe(sink)
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
+    consumer = Consumer(kafka_client_config(bootstrap, {
         "group.id": settings.topic(GROUP),
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "session.timeout.ms": int(session_timeout_s(settings, bootstrap) * 1000),
         "logger": quiet_client_logger(),
-    })
+    }))
     # paused: consumption stopped while a write fails; repause: a rebalance brought partitions
     # that must be paused too; ids_wanted: topics assigned whose id must be (re)read.
     state = {"paused": False, "repause": False, "assigned": set(), "ids_wanted": set()}

@@ -58,9 +58,12 @@ def open_store(settings: Settings):
         host=address.host,
         port=address.port,
         username=address.username,
-        password=address.password,
+        password=settings.clickhouse_password or address.password,
         database=address.database,
         secure=address.secure,
+        # https: the server's certificate and host name are checked, against FOREWARN_CLICKHOUSE_CA when set.
+        verify=True,
+        **({"ca_cert": str(settings.clickhouse_ca)} if settings.clickhouse_ca else {}),
         # Well under the sink's max.poll.interval.ms (5 minutes): an insert that hangs fails and is
         # retried before the group gives the sink's partitions to another process.
         send_receive_timeout=120,
@@ -91,6 +94,10 @@ def store_failure(exc: BaseException, address: ClickHouseAddress) -> SettingsErr
         return SettingsError(
             f"ClickHouse at {address.shown} refused to log in user {address.username!r} (wrong user or password); "
             f"set them in FOREWARN_CLICKHOUSE as http(s)://user:password@host:port/database")
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return SettingsError(
+            f"the TLS certificate of ClickHouse at {address.shown} is not trusted; set FOREWARN_CLICKHOUSE_CA to "
+            f"the CA that signed it")
     if code == UNKNOWN_DATABASE or "UNKNOWN_DATABASE" in text:
         return SettingsError(
             f"ClickHouse at {address.shown} has no database {address.database!r}; create it, or name another "

@@ -22,6 +22,7 @@ import time
 from confluent_kafka import KafkaError, Producer
 
 from streams.brokers import confluent_producer_overrides
+from streams.kafka_security import kafka_client_config, not_authorized
 from streams.words import counted
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,7 @@ class OutputFailed(RuntimeError):
 
 class Output:
     def __init__(self, bootstrap: str, linger_ms: int = 5) -> None:
-        config = {
-            "bootstrap.servers": bootstrap,
+        config = kafka_client_config(bootstrap, {
             "partitioner": "murmur2_random",
             "enable.idempotence": True,
             "linger.ms": linger_ms,
@@ -42,7 +42,7 @@ class Output:
             "queue.buffering.max.messages": 500_000,
             "on_delivery": self._delivered,
             **confluent_producer_overrides(bootstrap),
-        }
+        })
         self.producer = Producer(config)
         self.sent = 0
         self.delivered = 0
@@ -58,7 +58,11 @@ class Output:
 
     def _delivered(self, err: KafkaError | None, msg) -> None:
         if err is not None:
-            self.failures.append(f"{msg.topic()}[{msg.partition()}]: {err}")
+            if err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                # An ACL taken away while the worker runs: say which, as the start-up check would.
+                self.failures.append(not_authorized("write", msg.topic()))
+            else:
+                self.failures.append(f"{msg.topic()}[{msg.partition()}]: {err}")
         self.delivered += 1
 
     def send(self, topic: str, key: bytes | None, value: bytes | None, *, partition: int | None = None,

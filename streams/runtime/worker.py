@@ -46,6 +46,7 @@ from streams.runtime.bundles import Bundler, unbundle
 from streams.runtime.output import Output
 from streams.runtime.stage import Stage, StageContext
 from streams.runtime.state import DeadlineIndex, StageTable
+from streams.kafka_security import faust_credentials, kafka_client_config
 from streams.settings import Settings
 from streams.skew import FUTURE_TIMESTAMP, future_timestamp
 from streams.words import counted
@@ -106,6 +107,8 @@ class Runtime:
         self.app = faust.App(
             settings.topic("forewarn"),
             broker=f"kafka://{bootstrap}",
+            # The login of every aiokafka client Faust builds (streams.kafka_security).
+            broker_credentials=faust_credentials(),
             store="memory://",
             datadir=str(datadir),
             topic_partitions=settings.partitions,
@@ -481,8 +484,9 @@ def last_events(bootstrap: str, partitions: list[tuple[str, int]], codec: Codec,
     """
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "forewarn-clock-seed",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
+    consumer = Consumer(kafka_client_config(bootstrap, {
+        "group.id": "forewarn-clock-seed", "enable.auto.commit": False, "enable.partition.eof": True,
+    }))
     try:
         ends = {}
         for topic, partition in partitions:

@@ -12,6 +12,12 @@ every broker answers, and returns a handle::
     finally:
         kafka.stop()
 
+``start_apache_kafka(tmpdir, secure=True)`` starts it with ``--secure``
+(SASL_SSL, SCRAM-SHA-512, a CA made for the run, ACLs): the handle's
+``login_env(user)`` gives the FOREWARN_KAFKA_* settings to log in as a user,
+``password(user)`` that user's password and ``admin_config()`` the super
+user's client settings, for a test's own ACL changes.
+
 The script, not this module, owns the Kafka processes: ``stop()`` asks it to
 stop them (SIGTERM) and only falls back to killing them itself. The first run
 on a machine resolves the broker's jars from Maven Central into a cache (see
@@ -62,13 +68,34 @@ class ApacheKafka:
     """A running kafka.sh cluster: its bootstrap address, data dir and nodes."""
 
     def __init__(self, proc: subprocess.Popen, data_dir: Path, log_path: Path, brokers: int,
-                 bootstrap: str, stop_timeout: float) -> None:
+                 bootstrap: str, stop_timeout: float, ca: Path | None = None,
+                 credentials: Path | None = None) -> None:
         self._proc = proc
+        # --secure: the CA that signed the brokers' certificates, and the directory of <user>.password files.
+        self.ca = ca
+        self.credentials = credentials
         self.data_dir = data_dir
         self.log_path = log_path
         self.brokers = brokers
         self.bootstrap = bootstrap
         self.stop_timeout = stop_timeout
+
+    def password(self, user: str) -> str:
+        """A --secure cluster's password of ``user`` (admin, forewarn, forewarn-noalerts)."""
+        return (self.credentials / f"{user}.password").read_text().strip()
+
+    def login_env(self, user: str = "forewarn") -> dict[str, str]:
+        """The FOREWARN_KAFKA_* settings a forewarn process needs to log in to a --secure cluster as ``user``."""
+        return {"FOREWARN_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "FOREWARN_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                "FOREWARN_KAFKA_USERNAME": user,
+                "FOREWARN_KAFKA_PASSWORD_FILE": str(self.credentials / f"{user}.password"),
+                "FOREWARN_KAFKA_CA": str(self.ca)}
+
+    def admin_config(self) -> dict:
+        """confluent-kafka settings of the --secure cluster's super user, for a test's own ACL changes."""
+        import json
+
+        return dict(json.loads((self.credentials / "admin.json").read_text()), **{"bootstrap.servers": self.bootstrap})
 
     def broker_address(self, i: int) -> str:
         """The client address of broker `i` alone."""
@@ -172,7 +199,7 @@ def _script_env() -> dict[str, str]:
 
 
 def start_apache_kafka(tmpdir: str | os.PathLike[str], brokers: int = 1, *, timeout: float = 300.0,
-                       base_port: int | None = None, stop_timeout: float = 60.0) -> ApacheKafka:
+                       base_port: int | None = None, stop_timeout: float = 60.0, secure: bool = False) -> ApacheKafka:
     """Start an Apache Kafka cluster of `brokers` (1 or 3) nodes with its data under `tmpdir`.
 
     `timeout` covers resolving the jars on a machine's first run as well as the
@@ -187,6 +214,8 @@ def start_apache_kafka(tmpdir: str | os.PathLike[str], brokers: int = 1, *, time
     argv = ["bash", str(KAFKA_SH), "--brokers", str(brokers), "--data-dir", str(data_dir)]
     if base_port is not None:
         argv += ["--base-port", str(base_port)]
+    if secure:
+        argv.append("--secure")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=_script_env(),
@@ -196,7 +225,7 @@ def start_apache_kafka(tmpdir: str | os.PathLike[str], brokers: int = 1, *, time
             start_new_session=True, preexec_fn=die_with_parent_hook(signal.SIGTERM), close_fds=True,
         )
     try:
-        bootstrap = _read_bootstrap(proc, timeout, log_path)
+        said = _read_bootstrap(proc, timeout, log_path)
     except BaseException:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -206,10 +235,13 @@ def start_apache_kafka(tmpdir: str | os.PathLike[str], brokers: int = 1, *, time
                 _kill_group(proc.pid)
                 proc.wait()
         raise
-    return ApacheKafka(proc, data_dir, log_path, brokers, bootstrap, stop_timeout)
+    return ApacheKafka(proc, data_dir, log_path, brokers, said["BOOTSTRAP"], stop_timeout,
+                       ca=Path(said["CA"]) if "CA" in said else None,
+                       credentials=Path(said["CREDENTIALS"]) if "CREDENTIALS" in said else None)
 
 
-def _read_bootstrap(proc: subprocess.Popen, timeout: float, log_path: Path) -> str:
+def _read_bootstrap(proc: subprocess.Popen, timeout: float, log_path: Path) -> dict[str, str]:
+    """The KEY=value lines the script printed, up to and with BOOTSTRAP (CA and CREDENTIALS come before it)."""
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     buffered = b""
@@ -230,6 +262,7 @@ def _read_bootstrap(proc: subprocess.Popen, timeout: float, log_path: Path) -> s
                 raise ApacheKafkaError(f"kafka.sh exited with status {code} before the cluster was up:\n"
                                        f"{_tail(log_path)}")
             buffered += chunk
-            for line in buffered.decode(errors="replace").splitlines():
-                if line.startswith("BOOTSTRAP="):
-                    return line.split("=", 1)[1].strip()
+            said = dict(line.split("=", 1) for line in buffered.decode(errors="replace").splitlines()
+                        if "=" in line)
+            if "BOOTSTRAP" in said:
+                return {key: value.strip() for key, value in said.items()}

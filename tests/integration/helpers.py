@@ -19,6 +19,7 @@ from streams.embedded import die_with_parent_hook
 from streams import topics
 from streams.follow import read_topic
 from schemas.codec import DecodeError
+from streams.kafka_security import kafka_client_config
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.5):
@@ -40,10 +41,15 @@ def free_web_addr() -> str:
         return f"127.0.0.1:{probe.getsockname()[1]}"
 
 
+# The FOREWARN_KAFKA_* login settings of the session's cluster (FOREWARN_TEST_KAFKA=secure sets them),
+# given to every forewarn process a test starts against it.
+KAFKA_LOGIN_ENV: dict[str, str] = {}
+
+
 def forewarn_env(bootstrap: str, prefix: str, data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOREWARN_")}
     env.update(FOREWARN_KAFKA=bootstrap, FOREWARN_TOPIC_PREFIX=prefix, FOREWARN_DATA_DIR=str(data_dir),
-               FOREWARN_WEB_ADDR=free_web_addr())
+               FOREWARN_WEB_ADDR=free_web_addr(), **KAFKA_LOGIN_ENV)
     env.update(extra)
     return env
 
@@ -139,8 +145,9 @@ def read_alerts(bootstrap: str, prefix: str) -> list[dict]:
 
 def read_raw(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list:
     """Every message of `topic` (key, value, headers) from the beginning, once `expected` of them are there."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{time.time_ns()}",
-                         "enable.auto.commit": False})
+    consumer = Consumer(kafka_client_config(bootstrap, {
+        "group.id": f"raw-{time.time_ns()}", "enable.auto.commit": False,
+    }))
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])

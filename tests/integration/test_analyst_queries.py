@@ -21,6 +21,7 @@ from sinks.clickhouse.tables import TABLE_FOR_TOPIC
 from streams import topics
 from streams.brokers import confluent_producer_overrides
 from streams.follow import group_lag
+from streams.kafka_security import kafka_client_config
 from tests.integration.helpers import forewarn_env, run_forewarn, wait_for
 from tests.integration.test_sink import SinkProcess
 from tests.unit.test_analyst_views import KAFKA, load_workload
@@ -62,8 +63,9 @@ def test_the_readme_queries_answer_the_same_after_kafka_and_the_sink(kafka_boots
     env = forewarn_env(kafka_bootstrap, fresh_prefix, tmp_path / "data")
     assert run_forewarn(["topics", "create"], env).returncode == 0
     codec = Codec()
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "partitioner": "murmur2_random",
-                         **confluent_producer_overrides(kafka_bootstrap)})
+    producer = Producer(kafka_client_config(kafka_bootstrap, {
+        "partitioner": "murmur2_random", **confluent_producer_overrides(kafka_bootstrap),
+    }))
     for topic, record in recorder.events:
         spec = topics.BY_NAME[topic]
         schema = codec.store.current(spec.schema).parsed

@@ -11,6 +11,7 @@ from confluent_kafka import Producer
 from faust.tables.recovery import Recovery
 
 from streams.admin import delete_topics, ensure_topics
+from streams.kafka_security import kafka_client_config
 from streams.runtime.faust_fixes import guard_changelog_seeks
 from streams.settings import Settings
 from streams.topics import TopicSpec
@@ -34,7 +35,7 @@ def test_a_changelog_partition_assigned_mid_recovery_is_read_from_its_beginning(
     settings = Settings(topic_prefix=fresh_prefix, partitions=2)
     (topic,) = ensure_topics(settings, kafka_bootstrap, [TopicSpec("sku-changelog", "sku", "", "internal")])
     try:
-        producer = Producer({"bootstrap.servers": kafka_bootstrap})
+        producer = Producer(kafka_client_config(kafka_bootstrap))
         for n in range(3):
             producer.produce(topic, key=b"sku-1", value=f"state {n}".encode(), partition=0)
         assert producer.flush(10) == 0, "the changelog records were not delivered within 10s"
@@ -47,7 +48,13 @@ def test_a_changelog_partition_assigned_mid_recovery_is_read_from_its_beginning(
 
 async def _recover_one_partition(bootstrap: str, topic: str):
     tp = TopicPartition(topic, 0)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    from streams.kafka_security import faust_credentials
+
+    # The same login as the workers' aiokafka clients (the secured test cluster's, or none).
+    login = credentials_to_aiokafka_auth(faust_credentials())
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **login)
     await consumer.start()
     try:
         consumer.assign([tp])

@@ -14,6 +14,7 @@ from confluent_kafka.admin import AdminClient
 
 from streams.admin import delete_topics, ensure_topics
 from streams.embedded import BrokerStartError, EmbeddedBroker
+from streams.kafka_security import kafka_client_config
 from streams.runner import RESET_ENTRIES, Stack
 from streams.settings import Settings, SettingsError
 from streams.topics import ALL_TOPICS, TopicSpec
@@ -51,18 +52,17 @@ def test_a_produced_message_can_be_consumed(kafka_bootstrap, fresh_prefix):
     spec = TopicSpec("round-trip", "id", "", "internal")
     (topic,) = ensure_topics(settings, kafka_bootstrap, [spec])
     try:
-        producer = Producer({"bootstrap.servers": kafka_bootstrap})
+        producer = Producer(kafka_client_config(kafka_bootstrap))
         producer.produce(topic, key=b"order-1", value=b"placed")
         assert producer.flush(10) == 0, "the message was not delivered within 10s"
 
-        consumer = Consumer({
-            "bootstrap.servers": kafka_bootstrap,
+        consumer = Consumer(kafka_client_config(kafka_bootstrap, {
             "group.id": settings.topic("round-trip-reader"),
             "auto.offset.reset": "earliest",
             # The embedded broker completes a group join only after about half
             # the session timeout; 6 s is the lowest Apache Kafka accepts.
             "session.timeout.ms": 6000,
-        })
+        }))
         consumer.subscribe([topic])
         received = []
         deadline = time.monotonic() + 30
@@ -88,7 +88,7 @@ def test_ensure_topics_creates_every_topic_once_with_the_configured_partitions(
         created = ensure_topics(settings, kafka_bootstrap)
         assert created == expected
 
-        metadata = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10)
+        metadata = AdminClient(kafka_client_config(kafka_bootstrap)).list_topics(timeout=10)
         partitions = {name: len(metadata.topics[name].partitions)
                       for name in expected if name in metadata.topics}
         assert partitions == {name: 3 for name in expected}

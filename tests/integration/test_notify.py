@@ -23,6 +23,7 @@ from schemas.codec import Codec
 from sinks import dlq
 from streams import topics
 from streams.embedded import die_with_parent_hook
+from streams.kafka_security import kafka_client_config
 from streams.notify import DLQ_ANSWER, DLQ_DESTINATION, DLQ_STATUS, GROUP
 from tests.integration.helpers import forewarn_env, read_raw, run_forewarn, wait_for
 from tests.integration.monitoring import Receiver, get_json, start_alertmanager
@@ -48,7 +49,7 @@ def produce_alerts(bootstrap: str, prefix: str, records: list[dict]) -> list[tup
     """Produce alert records as a worker does; their (partition, offset), in order."""
     codec = Codec()
     name = f"{prefix}{topics.ALERTS.name}"
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer(kafka_client_config(bootstrap))
     where: list = [None] * len(records)
 
     def delivered(i):
@@ -67,7 +68,7 @@ def produce_alerts(bootstrap: str, prefix: str, records: list[dict]) -> list[tup
 
 def committed(bootstrap: str, prefix: str, partition: int) -> int:
     """The notifier group's committed offset of one alerts partition, as the broker has it (-1001: none)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{prefix}{GROUP}", "enable.auto.commit": False})
+    consumer = Consumer(kafka_client_config(bootstrap, {"group.id": f"{prefix}{GROUP}", "enable.auto.commit": False}))
     try:
         (tp,) = consumer.committed([TopicPartition(f"{prefix}{topics.ALERTS.name}", partition)], timeout=10)
         return tp.offset
@@ -217,7 +218,7 @@ def test_a_receiver_answering_400_sends_the_alert_to_the_dead_letter_topic(kafka
                  "the commit past every message, the dead-lettered one included")
 
         # A message that is no alert at all goes to the dead-letter topic too, whole.
-        producer = Producer({"bootstrap.servers": kafka_bootstrap})
+        producer = Producer(kafka_client_config(kafka_bootstrap))
         producer.produce(f"{fresh_prefix}alerts", key=b"junk", value=b"not an alert")
         producer.flush(30)
         junk = [m for m in read_raw(kafka_bootstrap, f"{fresh_prefix}{topics.DEAD_LETTERS.name}", 2, timeout=60)

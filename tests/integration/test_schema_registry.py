@@ -20,6 +20,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from schemas.codec import SCHEMA_DIR, Codec, DecodeError, SchemaEntry, SchemaStore, record_from_json
+from streams.kafka_security import kafka_client_config
 from tests.integration.helpers import forewarn_env, read_raw, run_forewarn, write_jsonl
 from tests.integration.registry import (
     RegistryNotInstallable,
@@ -264,7 +265,7 @@ def test_the_sink_stores_two_schema_versions_of_one_partition_in_order(
     newer_store = SchemaStore()
     newer_store.add(order_event_with_gift_wrap(), current=True)
     newer = Codec(newer_store, registry_url=schema_registry_url)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer = Producer(kafka_client_config(kafka_bootstrap))
     # One key, so one partition: old, new, old, new.
     for n in range(4):
         record = {**ORDER, "event_id": f"ev-{n}", "ts": T0 + n}

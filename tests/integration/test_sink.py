@@ -24,6 +24,7 @@ from streams import topics
 from streams.brokers import confluent_producer_overrides
 from streams.embedded import die_with_parent_hook
 from streams.follow import group_lag
+from streams.kafka_security import kafka_client_config
 from streams.settings import Settings
 from tests.integration.sink_workload import mixed_events
 from tests.integration.helpers import forewarn_env, read_raw, run_forewarn, wait_for
@@ -33,8 +34,9 @@ pytestmark = pytest.mark.integration
 def produce(bootstrap: str, prefix: str, events: list[tuple[str, dict]], raw: list[tuple[str, bytes]] = ()) -> None:
     """Produce records (encoded as Forewarn does) and raw byte messages; wait for every acknowledgement."""
     codec = Codec()
-    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
-                         **confluent_producer_overrides(bootstrap)})
+    producer = Producer(kafka_client_config(bootstrap, {
+        "partitioner": "murmur2_random", **confluent_producer_overrides(bootstrap),
+    }))
     failures = []
 
     def delivered(err, _msg) -> None:
