@@ -347,7 +347,10 @@ def produce_lines(
                 reject(problem)
             producer.poll(0)
     finally:
-        report.unacknowledged = producer.flush(flush_timeout)
+        producer.flush(flush_timeout)
+        # The messages whose delivery report never came. Not flush()'s return value: librdkafka's queue
+        # length also counts events such as a connection error still to be logged (one more message).
+        report.unacknowledged = len(pending)
         if report.unacknowledged:
             report.first_unacknowledged_line = min(pending, default=None)
     return report
