@@ -232,6 +232,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The long-running commands: librdkafka's own warnings go to their log (streams.kafka_security.client_logger).
+_SERVICES = frozenset({"up", "worker", "sink", "notify", "web"})
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
@@ -239,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"forewarn: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command not in _SERVICES:
+        from streams.produce import quiet_client_logger
+
+        quiet_client_logger()  # a command reports a broker problem once, in words, not in librdkafka's lines
     settings: Settings | None = None
     try:
         settings = Settings.from_env()

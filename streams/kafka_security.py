@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["KafkaSecurity", "KafkaAccessError", "PROTOCOLS", "MECHANISMS", "use_security", "current_security",
-           "kafka_client_config", "faust_credentials", "check_access", "access_failure", "not_authorized"]
+           "kafka_client_config", "client_logger", "faust_credentials", "check_access", "access_failure", "not_authorized"]
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -166,11 +166,22 @@ def kafka_client_config(bootstrap: str, extra: Mapping[str, Any] | None = None,
     defaults to the process's (``use_security``); pass
     ``KafkaSecurity()`` for a client that must stay plaintext.
     """
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap}
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": client_logger()}
     config.update((security or _current).confluent_config())
     if extra:
         config.update(extra)
     return config
+
+
+def client_logger() -> logging.Logger:
+    """Where librdkafka's own log lines go: the logger ``forewarn.librdkafka``.
+
+    Without a logger librdkafka writes raw lines (``%3|...|FAIL|...``) straight
+    to stderr. Through this one a service (worker, sink, notifier, web page)
+    logs them like any other warning, and a one-shot command, which reports a
+    broker problem once in words, silences them (``streams.produce.quiet_client_logger``).
+    """
+    return logging.getLogger("forewarn.librdkafka")
 
 
 def faust_credentials(security: KafkaSecurity | None = None):

@@ -26,7 +26,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from schemas.codec import Codec, EncodeError, RecordError, record_from_json
 from streams.brokers import confluent_producer_overrides
 from streams import topics
-from streams.kafka_security import kafka_client_config
+from streams.kafka_security import client_logger, kafka_client_config
 from streams.settings import Settings
 from streams.skew import FUTURE_TIMESTAMP, future_timestamp
 
@@ -80,7 +80,7 @@ def quiet_client_logger() -> logging.Logger:
     The commands report a broker problem once, in words; the client's retry
     chatter on stderr would bury that line.
     """
-    logger = logging.getLogger("forewarn.librdkafka")
+    logger = client_logger()
     if not logger.handlers:
         logger.addHandler(logging.NullHandler())
         logger.propagate = False

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from streams.kafka_security import KafkaSecurity, access_failure, kafka_client_config
+from streams.kafka_security import KafkaSecurity, access_failure, client_logger, kafka_client_config
 from streams.settings import Settings, SettingsError
 
 SECRET = "s3cret-Pa55-do-not-show"
@@ -86,11 +86,46 @@ def test_one_mapping_for_librdkafka(pem):
         "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "forewarn", "sasl.password": SECRET,
         "ssl.endpoint.identification.algorithm": "https", "ssl.ca.location": str(cert),
         "ssl.certificate.location": str(cert), "ssl.key.location": str(key), "group.id": "g",
+        "logger": client_logger(),
     }
     # The client library accepts every name.
     from confluent_kafka.admin import AdminClient
     AdminClient(config)
-    assert kafka_client_config("k:9092", security=KafkaSecurity()) == {"bootstrap.servers": "k:9092"}
+    assert kafka_client_config("k:9092", security=KafkaSecurity()) == {"bootstrap.servers": "k:9092",
+                                                                       "logger": client_logger()}
+
+
+def test_librdkafka_lines_reach_the_logger_not_the_terminal(capfd):
+    """librdkafka's own lines (``%3|...|FAIL|...``) go through ``forewarn.librdkafka``, never raw to stderr."""
+    import logging
+    import socket
+    import time
+
+    from confluent_kafka import Consumer
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    with socket.socket() as closed:  # a port nobody listens on: every connection attempt fails and is logged
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    keep = Keep()
+    client_logger().addHandler(keep)
+    consumer = Consumer(kafka_client_config(f"127.0.0.1:{port}", {"group.id": "g", "reconnect.backoff.ms": 10},
+                                            security=KafkaSecurity()))
+    try:
+        deadline = time.monotonic() + 30
+        while not records and time.monotonic() < deadline:
+            consumer.poll(0.1)
+    finally:
+        consumer.close()
+        client_logger().removeHandler(keep)
+    assert records, "librdkafka logged nothing about a refused connection within 30 s"
+    assert "Connection refused" in " ".join(record.getMessage() for record in records)
+    assert "%3|" not in capfd.readouterr().err
 
 
 def test_one_mapping_for_faust(pem):
