@@ -157,16 +157,17 @@ def _record_order_line(state: dict, line: dict) -> tuple[int | None, Outcome | N
                                                                   level_event, known["event_id"], "order_placed")])
         count_ordered(state, line["placed_ts"], int(line["qty"]))
         # Closing adds closed_ts, close_event_id and close_reason: an open line stores none of them
-        # (the whole state is one changelog message per change, and a busy SKU has many open lines).
+        # (a busy SKU has many open lines, each kept in memory and in a changelog record).
         state["lines"][order_id] = {"qty": int(line["qty"]), "placed_ts": line["placed_ts"], "event_id": line["event_id"]}
         return line["placed_ts"], None
     if known is None or known.get("closed_ts") is not None:
         return None, None
-    # A line is closed from its closing event on, never before it was placed.
-    known["closed_ts"] = max(line["ts"], known["placed_ts"])
-    known["close_event_id"] = line["event_id"]
-    known["close_reason"] = line["reason"]
-    return known["closed_ts"], None
+    # A line is closed from its closing event on, never before it was placed. Replaced, never changed
+    # in place: the SKU stage logs a line when its entry of `lines` is set (streams.stages.stock).
+    closed_ts = max(line["ts"], known["placed_ts"])
+    state["lines"][order_id] = {**known, "closed_ts": closed_ts, "close_event_id": line["event_id"],
+                                "close_reason": line["reason"]}
+    return closed_ts, None
 
 
 def apply_together(
@@ -451,11 +452,14 @@ _FAST_APPEND = True
 
 
 def _maybe_trim(state: dict, horizon_ms: int) -> None:
-    # Trimming walks the whole history: do it when it can matter, not on every event.
+    # Trimming walks the whole history: do it when it can matter, not on every event. A SKU with
+    # thousands of open lines is trimmed once per MAX_CLOSED_LINES lines added, not on every line.
     due = state.get("trimmed_at") is None or state["latest_ts"] - state["trimmed_at"] >= horizon_ms // 24
-    if due or len(state["levels"]) > MAX_LEVELS or len(state["lines"]) > 2 * MAX_CLOSED_LINES:
+    grown = len(state["lines"]) > state.get("lines_after_trim", 0) + MAX_CLOSED_LINES
+    if due or grown or len(state["levels"]) > MAX_LEVELS:
         _trim(state, horizon_ms)
         state["trimmed_at"] = state["latest_ts"]
+        state["lines_after_trim"] = len(state["lines"])
 
 
 def _trim(state: dict, horizon_ms: int) -> None:

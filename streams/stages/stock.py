@@ -11,10 +11,20 @@
   lines until every input has passed their event time, then applies them in
   event-time order; the orders side's progress comes as markers on
   ``forewarn-order-lines``, the inventory's from the worker clock.
+
+  A busy SKU has thousands of open lines. Its state is therefore kept in two
+  tables: the SKU's own record (stock levels, held events, the roll-up, units
+  ordered per day) in ``sku-allocation``, and one record per order of the SKU
+  (its line and the shortage last told to it) in ``sku-lines``. A change
+  logs only the orders it touched, no record grows with the SKU's demand (a
+  record must stay under the broker's limit of about 1 MB), and in memory
+  each SKU's lines stay decoded between events (``SkuStage._views``), read
+  from ``sku-lines`` once per partition after each rebalance.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 from streams import topics
@@ -103,11 +113,58 @@ class OrderStage(Stage):
             ctx.send_to_partition(topics.ORDER_LINES, topics.WATERMARK_SCHEMA, marker, partition)
 
 
+class _Touched(dict):
+    """A SKU's ``lines`` or ``emitted`` map that remembers which orders were set or removed since last logged."""
+
+    __slots__ = ("touched",)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.touched: set[str] = set()
+
+    def __setitem__(self, key, value) -> None:
+        self.touched.add(key)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key) -> None:
+        self.touched.add(key)
+        super().__delitem__(key)
+
+    def pop(self, key, *default):
+        self.touched.add(key)
+        return super().pop(key, *default)
+
+    def setdefault(self, key, default=None):
+        self.touched.add(key)
+        return super().setdefault(key, default)
+
+    def update(self, *args, **kwargs) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def popitem(self):
+        raise TypeError("a SKU's lines are removed by order id")
+
+    def clear(self) -> None:
+        raise TypeError("a SKU's lines are removed by order id")
+
+
+# The per-order maps of a SKU's state, kept in `sku-lines` rather than in the SKU's own record.
+_PER_ORDER = ("lines", "emitted")
+
+
+def line_key(sku: str, order_id: str) -> str:
+    """The `sku-lines` key of one order of one SKU (a JSON pair: any characters in either id)."""
+    return json.dumps([sku, order_id], separators=(",", ":"))
+
+
 class SkuStage(Stage):
     name = "sku-allocation"
     # Per partition: each order source's watermark, and the SKUs holding events.
     PROGRESS = "sku-progress"
-    extra_tables = (PROGRESS,)
+    # Per order of a SKU: {"line": its line or None, "told": [ts, units short] last told or None}.
+    LINES = "sku-lines"
+    extra_tables = (PROGRESS, LINES)
     inputs = (topics.INVENTORY, topics.ORDER_LINES)
     keys = {topics.INVENTORY.schema: "sku", topics.ORDER_LINES.schema: "sku", topics.WATERMARK_SCHEMA: None}
 
@@ -117,7 +174,68 @@ class SkuStage(Stage):
         # partition -> the release threshold every held SKU of it was last released to (on a tick or a
         # marker); forgotten at each rebalance, when a partition's state may be replaced by recovery
         self._released_to: dict[int, int | None] = {}
+        # sku -> (lines, emitted) of every SKU of the partitions in `_indexed`, decoded; forgotten at
+        # each rebalance and read again from `sku-lines` when a partition is next used
+        self._views: dict[str, tuple[_Touched, _Touched]] = {}
+        self._indexed: set[int] = set()
 
+    # ------------------------------------------------------------------ state in two tables
+    def _index(self, ctx: StageContext) -> None:
+        """Read the per-order records of the partition at hand into `_views` (once after each rebalance).
+
+        Called at the partition's first use, which comes after its recovery:
+        the runtime reads no event of a partition whose tables are recovering.
+        """
+        for key, _, entry in ctx.tables[self.LINES].items_in({ctx.partition}):
+            sku, order_id = json.loads(key)
+            lines, told = self._views.setdefault(sku, (_Touched(), _Touched()))
+            if entry.get("line") is not None:
+                dict.__setitem__(lines, order_id, entry["line"])
+            if entry.get("told") is not None:
+                dict.__setitem__(told, order_id, entry["told"])
+        self._indexed.add(ctx.partition)
+
+    def _load(self, ctx: StageContext, sku: str) -> dict | None:
+        """The SKU's whole state as the detector knows it: its own record with its per-order maps."""
+        if ctx.partition not in self._indexed:
+            self._index(ctx)
+        record = ctx.get(sku)
+        if record is None:
+            return None
+        lines, told = self._views.setdefault(sku, (_Touched(), _Touched()))
+        state = dict(record)  # the stored record never holds the per-order maps
+        # A state logged before the per-order records existed holds them itself: they move (and are logged).
+        lines.update(state.pop("lines", None) or {})
+        told.update(state.pop("emitted", None) or {})
+        state["lines"], state["emitted"] = lines, told
+        return state
+
+    def _new(self, ctx: StageContext, sku: str) -> dict:
+        if ctx.partition not in self._indexed:
+            self._index(ctx)
+        state = stock.new_sku_state(sku)
+        state["lines"], state["emitted"] = self._views.setdefault(sku, (_Touched(), _Touched()))
+        return state
+
+    @staticmethod
+    def _touched(state: dict) -> bool:
+        return bool(state["lines"].touched or state["emitted"].touched)
+
+    def _save(self, ctx: StageContext, sku: str, state: dict) -> None:
+        """Log the SKU's own record and the records of the orders it touched since last saved."""
+        lines, told = state["lines"], state["emitted"]
+        table = ctx.tables[self.LINES]
+        for order_id in lines.touched | told.touched:
+            line, last_told = lines.get(order_id), told.get(order_id)
+            if line is None and last_told is None:
+                table.delete(ctx.partition, line_key(sku, order_id))
+            else:
+                table.put(ctx.partition, line_key(sku, order_id), {"line": line, "told": last_told})
+        lines.touched.clear()
+        told.touched.clear()
+        ctx.store(sku, {name: value for name, value in state.items() if name not in _PER_ORDER})
+
+    # ------------------------------------------------------------------ events
     def _release(self, ctx: StageContext, sku: str, state: dict | None, threshold: int | None, dirty: bool) -> bool:
         """Apply the SKU's held events up to `threshold`; True when it holds nothing more."""
         if state is None:
@@ -126,8 +244,8 @@ class SkuStage(Stage):
         outcome = stock.release_due(state, threshold, self.reference(), detected_at=ctx.wall_ms,
                                     rollup_orders=self.settings.stockout_rollup_orders,
                                     horizon_ms=self.settings.reorder_horizon_ms)
-        if dirty or len(outcome.state.get("pending") or ()) != held_before:
-            ctx.store(sku, outcome.state)
+        if dirty or self._touched(state) or len(outcome.state.get("pending") or ()) != held_before:
+            self._save(ctx, sku, outcome.state)
         for shortage in outcome.shortages:
             ctx.publish(topics.ORDER_SHORTAGES, shortage)
         for alert in outcome.alerts:
@@ -172,11 +290,11 @@ class SkuStage(Stage):
                     ctx.tables[self.PROGRESS].put(ctx.partition, f"p{ctx.partition}", here)
                 return
             self._released_to[ctx.partition] = threshold
-            held = {sku: ctx.get(sku) for sku in here["holding"]}
+            held = {sku: self._load(ctx, sku) for sku in here["holding"]}
         else:
             sku = record["sku"]
             kind = "stock" if schema == topics.INVENTORY.schema else "line"
-            held = {sku: stock.hold(ctx.get(sku), sku, kind, record)}
+            held = {sku: stock.hold(self._load(ctx, sku) or self._new(ctx, sku), sku, kind, record)}
         threshold = self._threshold(ctx, here)
         released_to = self._released_to.get(ctx.partition)
         if released_to is not None and (threshold is None or threshold < released_to):
@@ -189,6 +307,8 @@ class SkuStage(Stage):
 
     def on_revoked(self) -> None:
         self._released_to.clear()
+        self._views.clear()
+        self._indexed.clear()
 
     def tick(self, ctx: StageContext) -> None:
         """Release what the inventory's progress alone now allows (no event or marker arrives to do it)."""
@@ -199,6 +319,6 @@ class SkuStage(Stage):
         if threshold is None or threshold == self._released_to.get(ctx.partition):
             return
         self._released_to[ctx.partition] = threshold
-        held = {sku: ctx.get(sku) for sku in list(here["holding"])}
+        held = {sku: self._load(ctx, sku) for sku in list(here["holding"])}
         if self._release_all(ctx, here, held, threshold, dirty=False):
             ctx.tables[self.PROGRESS].put(ctx.partition, f"p{ctx.partition}", here)

@@ -1,8 +1,10 @@
-"""The SKU stage's progress markers: held events are released once their time is safe, and only then.
+"""The SKU stage: held events are released once their time is safe, and its state is logged per order.
 
 The stage runs here on its real tables (Faust memory tables, no broker) with a
 context whose inventory progress the test sets; what it publishes is recorded.
 """
+
+import json
 
 import faust
 
@@ -51,10 +53,29 @@ class Harness:
         self.stage.apply(self.ctx, topics.INVENTORY.schema,
                          {"event_id": f"s-{sku}-{ts}", "ts": ts, "sku": sku, "available": available})
 
-    def line(self, order_id: str, sku: str, ts: int) -> None:
+    def line(self, order_id: str, sku: str, ts: int, action: str = "open") -> None:
         self.stage.apply(self.ctx, topics.ORDER_LINES.schema, {
-            "event_id": f"o-{order_id}", "ts": ts, "action": "open", "order_id": order_id, "customer_id": "C-1",
-            "sku": sku, "qty": 1, "placed_ts": ts, "reason": "placed"})
+            "event_id": f"o-{order_id}-{action}", "ts": ts, "action": action, "order_id": order_id,
+            "customer_id": "C-1", "sku": sku, "qty": 1, "placed_ts": ts,
+            "reason": "placed" if action == "open" else "cancelled"})
+
+    def logged(self) -> dict[str, list[tuple[int, bytes, bytes | None]]]:
+        """What the runtime would send to each table's changelog at the next commit."""
+        return {name: list(table.changes()) for name, table in self.tables.items()}
+
+    def recover_from(self, changelogs: list[dict[str, list[tuple[int, bytes, bytes | None]]]]) -> None:
+        """Fill empty tables from changelog records, as Faust's recovery does after a rebalance."""
+        for logged in changelogs:
+            for name, records in logged.items():
+                store = self.tables[name].table.data
+                for partition, key, value in records:
+                    key = json.loads(key)
+                    if value is None:
+                        store.data.pop(key, None)
+                        store._key_partition.pop(key, None)
+                    else:
+                        store.data[key] = value
+                        store._key_partition[key] = partition
 
     def shortages(self) -> list[str]:
         return [record["order_id"] for name, record in self.published if name == topics.ORDER_SHORTAGES.name]
@@ -115,3 +136,75 @@ def test_after_a_rebalance_the_same_threshold_releases_again():
     h.marker(0, T0 + 5_000)
     assert h.shortages() == ["O-2"]
 
+
+
+def caught_up(h: Harness) -> None:
+    for source in range(PARTITIONS):
+        h.marker(source, T0 + 10 ** 9)
+
+
+def test_a_sku_is_logged_as_its_own_record_and_one_record_per_order():
+    h = Harness()
+    caught_up(h)
+    h.stock("SKU-1", T0, 1)
+    for n in range(3):
+        h.line(f"O-{n}", "SKU-1", T0 + 1_000 + n)
+    logged = h.logged()
+    (head,) = [value for _, key, value in logged[SkuStage.name] if json.loads(key) == "SKU-1"]
+    assert "lines" not in json.loads(head) and "emitted" not in json.loads(head)
+    per_order = {tuple(json.loads(json.loads(key))): json.loads(value) for _, key, value in logged[SkuStage.LINES]}
+    assert set(per_order) == {("SKU-1", "O-0"), ("SKU-1", "O-1"), ("SKU-1", "O-2")}
+    assert per_order[("SKU-1", "O-0")]["told"] is None  # the one unit went to the oldest order
+    assert per_order[("SKU-1", "O-2")]["told"][1] == 1 and per_order[("SKU-1", "O-2")]["line"]["qty"] == 1
+    # One more order logs its own record and the SKU's, not the other orders' again.
+    h.line("O-3", "SKU-1", T0 + 2_000)
+    assert [json.loads(json.loads(key)) for _, key, _ in h.logged()[SkuStage.LINES]] == [["SKU-1", "O-3"]]
+
+
+def test_no_record_grows_with_a_skus_demand():
+    h = Harness()
+    caught_up(h)
+    h.stock("SKU-1", T0, 10_000)
+    for n in range(3_000):  # as one record, about 200 kB; 15,000 such lines would pass the broker's 1 MB
+        h.line(f"O-{n:05}", "SKU-1", T0 + 1_000 + n)
+    logged = h.logged()
+    assert len(logged[SkuStage.LINES]) == 3_000
+    assert max(len(value) for records in logged.values() for _, _, value in records if value) < 2_000
+
+
+def test_after_a_rebalance_the_lines_are_read_back_from_their_records():
+    h = Harness()
+    caught_up(h)
+    h.stock("SKU-1", T0, 2)
+    for n in range(3):
+        h.line(f"O-{n}", "SKU-1", T0 + 1_000 + n)
+    assert h.shortages() == ["O-2"]
+    first = h.logged()
+    h.line("O-0", "SKU-1", T0 + 5_000, action="cancel")  # O-2 gets O-0's unit
+    taken_over = Harness()
+    taken_over.recover_from([first, h.logged()])
+    # The worker that takes the partition over knows all three orders and who was told what.
+    taken_over.stock("SKU-1", T0 + 6_000, 1)  # one unit left: for O-1, placed before O-2
+    assert taken_over.shortages() == ["O-2"]
+    (told,) = [record for name, record in taken_over.published if name == topics.ORDER_SHORTAGES.name]
+    assert told["short"] == 1 and told["reason"] == "stock_level"
+    # The first worker, had it kept the partition, would have said the same.
+    h.published.clear()
+    h.stock("SKU-1", T0 + 6_000, 1)
+    assert [r for n, r in h.published if n == topics.ORDER_SHORTAGES.name] == [told]
+
+
+def test_a_sku_logged_before_the_per_order_records_moves_its_lines_to_them():
+    h = Harness()
+    caught_up(h)
+    h.tables[SkuStage.name].put(0, "SKU-1", {
+        **h.stage._new(h.ctx, "SKU-1"), "lines": {"O-1": {"qty": 2, "placed_ts": T0, "event_id": "o-O-1"}},
+        "emitted": {"O-1": [T0, 2]}, "levels": [[T0, 0, "s-0"]], "latest_ts": T0})
+    h.logged()
+    h.stock("SKU-1", T0 + 1_000, 1)  # O-1 is now one unit short, not two
+    assert [(r["order_id"], r["short"]) for n, r in h.published if n == topics.ORDER_SHORTAGES.name] == [("O-1", 1)]
+    logged = h.logged()
+    (head,) = [json.loads(value) for _, _, value in logged[SkuStage.name]]
+    assert "lines" not in head and "emitted" not in head
+    (record,) = [json.loads(value) for _, _, value in logged[SkuStage.LINES]]
+    assert record == {"line": {"qty": 2, "placed_ts": T0, "event_id": "o-O-1"}, "told": [T0 + 1_000, 1]}
