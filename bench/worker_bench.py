@@ -73,6 +73,7 @@ from streams import topics  # noqa: E402
 from streams.admin import ensure_topics  # noqa: E402
 from streams.kafka_security import kafka_client_config
 from streams.settings import Settings  # noqa: E402
+from tests.integration.helpers import stop_process  # noqa: E402
 
 
 def measured_topics(settings: Settings) -> list[str]:
@@ -136,13 +137,7 @@ def bare_faust(bootstrap: str, settings: Settings, names: list[str], expect: int
         counted_ = json.loads(result.read_text())
         return counted_["seconds"], counted_["cpu_seconds"]
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, timeout=30)
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from streams import topics
 from streams.kafka_security import kafka_client_config
 from streams.produce import producer_for
 from streams.settings import Settings
+from tests.integration.helpers import stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -538,13 +539,7 @@ class WorkerProcess:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=30)
         self._log.close()
 
 

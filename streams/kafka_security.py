@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -333,45 +333,51 @@ def _check_access(bootstrap, timeout_s, reads, writes, groups, security, watch) 
     # Every topic, seen in the metadata or not: a principal without DESCRIBE does not see it there.
     futures = admin.describe_topics(TopicCollection(list(wanted)), request_timeout=timeout_s,
                                     include_authorized_operations=True)
+    _check_allowed(futures, wanted, KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                   lambda name: not_authorized(wanted[name], name, security),
+                   # A topic not created yet: whoever creates it finds out.
+                   pass_over=lambda code: code == KafkaError.UNKNOWN_TOPIC_OR_PART)
+
+
+def _check_groups(admin, groups: list[str], timeout_s: float, security: KafkaSecurity) -> None:
+    """KafkaAccessError unless the principal may READ (join and commit in) each consumer group."""
+    from confluent_kafka import KafkaError
+
+    if not groups:
+        return
+    futures = admin.describe_consumer_groups(groups, request_timeout=min(timeout_s, 5.0),
+                                             include_authorized_operations=True)
+    _check_allowed(futures, dict.fromkeys(groups, "read"), KafkaError.GROUP_AUTHORIZATION_FAILED,
+                   lambda group: group_not_authorized(group, security),
+                   # No answer yet (a new cluster's group coordinator still loading, say): the
+                   # consumer finds out for itself; the start is not held up for it.
+                   pass_over=lambda code: True)
+
+
+def _check_allowed(futures: Mapping[str, Any], wanted: Mapping[str, str], denied: int,
+                   refusal: Callable[[str], str], pass_over: Callable[[int | None], bool]) -> None:
+    """KafkaAccessError unless the principal may do on each described topic or group what ``wanted`` names for it.
+
+    A description failing with the error code ``denied`` is refused; one failing otherwise is
+    skipped where ``pass_over(code)`` says so, else raised. A broker that names no allowed
+    operations (no authorizer) is not checked.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+
     for name, future in futures.items():
         try:
             description = future.result()
         except KafkaException as exc:
             kafka_error = exc.args[0] if exc.args else None
             code = kafka_error.code() if isinstance(kafka_error, KafkaError) else None
-            if code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-                raise KafkaAccessError(not_authorized(wanted[name], name, security)) from None
-            if code == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                continue  # not created yet: whoever creates it finds out
+            if code == denied:
+                raise KafkaAccessError(refusal(name)) from None
+            if pass_over(code):
+                continue
             raise
         allowed = {getattr(op, "name", str(op)) for op in (description.authorized_operations or ())}
-        if not allowed:
-            continue  # the broker did not say (no authorizer): nothing to check
-        if wanted[name].upper() not in allowed and "ALL" not in allowed:
-            raise KafkaAccessError(not_authorized(wanted[name], name, security))
-
-
-def _check_groups(admin, groups: list[str], timeout_s: float, security: KafkaSecurity) -> None:
-    """KafkaAccessError unless the principal may READ (join and commit in) each consumer group."""
-    from confluent_kafka import KafkaError, KafkaException
-
-    if not groups:
-        return
-    futures = admin.describe_consumer_groups(groups, request_timeout=min(timeout_s, 5.0),
-                                             include_authorized_operations=True)
-    for group, future in futures.items():
-        try:
-            description = future.result()
-        except KafkaException as exc:
-            kafka_error = exc.args[0] if exc.args else None
-            if isinstance(kafka_error, KafkaError) and kafka_error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
-                raise KafkaAccessError(group_not_authorized(group, security)) from None
-            # No answer yet (a new cluster's group coordinator still loading, say): the
-            # consumer finds out for itself; the start is not held up for it.
-            continue
-        allowed = {getattr(op, "name", str(op)) for op in (description.authorized_operations or ())}
-        if allowed and "READ" not in allowed and "ALL" not in allowed:
-            raise KafkaAccessError(group_not_authorized(group, security))
+        if allowed and wanted[name].upper() not in allowed and "ALL" not in allowed:
+            raise KafkaAccessError(refusal(name))
 
 
 def group_not_authorized(group: str, security: KafkaSecurity | None = None) -> str:

@@ -34,6 +34,17 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str, interva
         time.sleep(interval)
 
 
+def stop_process(proc: subprocess.Popen, timeout: float) -> None:
+    """Terminate `proc` if it still runs, and kill it if it has not exited within `timeout` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def free_web_addr() -> str:
     """A loopback address for `forewarn web` (which `forewarn up` runs) that nothing listens on now."""
     with socket.socket() as probe:

@@ -23,7 +23,7 @@ from urllib import error, request
 import pytest
 
 from streams.embedded import die_with_parent_hook
-from tests.integration.helpers import wait_for
+from tests.integration.helpers import stop_process, wait_for
 
 PROMETHEUS = "prometheus"
 ALERTMANAGER = "prometheus-alertmanager"
@@ -82,13 +82,7 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=20)
         self._log.close()
 
 

@@ -25,7 +25,7 @@ from streams import topics
 from streams.embedded import die_with_parent_hook
 from streams.kafka_security import kafka_client_config
 from streams.notify import DLQ_ANSWER, DLQ_DESTINATION, DLQ_STATUS, GROUP
-from tests.integration.helpers import forewarn_env, read_raw, run_forewarn, wait_for
+from tests.integration.helpers import forewarn_env, read_raw, run_forewarn, stop_process, wait_for
 from tests.integration.monitoring import Receiver, get_json, start_alertmanager
 
 pytestmark = pytest.mark.integration
@@ -104,12 +104,7 @@ class Notifier:
                                  f"{self.log.read_text(errors='replace')[-3000:]}")
 
     def __exit__(self, *exc) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, timeout=20)
         self._out.close()
 
 
