@@ -393,6 +393,8 @@ class Runtime:
         positions = {}
         lag: dict[str, int] = dict.fromkeys(self.clocked_topics, 0)
         for tp in assigned:
+            if tp not in consumer.assignment():
+                continue  # revoked by a rebalance during an await below: the client refuses to answer for it
             highwater = consumer.highwater(tp)
             position = positions[tp] = await consumer.position(tp)
             self.clock.report_lag((tp.topic, tp.partition), behind=(
