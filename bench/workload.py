@@ -19,9 +19,11 @@ import argparse
 import contextlib
 import os
 import random
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter, deque
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -467,6 +469,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class WorkerProcess:
     """One `python -m streams worker` in a child process, its log in the scratch directory."""
 
@@ -478,6 +486,11 @@ class WorkerProcess:
                    FOREWARN_TOPIC_PREFIX=settings.topic_prefix, FOREWARN_WORKER_ID=worker_id,
                    PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
         env.update(extra_env or {})
+        # A port of its own for /metrics, so a benchmark can see when it processed its first event.
+        self.metrics_port: int | None = None
+        if "FOREWARN_METRICS_ADDR" not in env:
+            self.metrics_port = free_port()
+            env["FOREWARN_METRICS_ADDR"] = f"127.0.0.1:{self.metrics_port}"
         self.marker = worker_datadir(self.settings) / "ready"
         self.marker.unlink(missing_ok=True)
         self._log = open(log_path, "ab")
@@ -506,6 +519,29 @@ class WorkerProcess:
                 raise BenchError(f"the worker did not join its group within {timeout:.0f}s "
                                  f"(no {self.marker}); its log ends:\n{log_tail(self.log_path)}")
             time.sleep(0.1)
+        return time.monotonic()
+
+    def events_processed(self) -> float | None:
+        """The worker's `forewarn_events_processed_total` over every topic, from its /metrics; None: not served."""
+        if self.metrics_port is None:
+            return None
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as response:
+                text = response.read().decode()
+        except OSError:
+            return None
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("forewarn_events_processed_total{"))
+
+    def wait_first_event(self, timeout: float) -> float:
+        """Poll /metrics every 20 ms until the worker has processed an event; returns that monotonic time."""
+        deadline = time.monotonic() + timeout
+        while not self.events_processed():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise BenchError(f"the worker processed no event within {timeout:.0f}s; its log ends:\n"
+                                 f"{log_tail(self.log_path)}")
+            time.sleep(0.02)
         return time.monotonic()
 
     def wait_joined(self, bootstrap: str, timeout: float) -> tuple[float, str]:

@@ -18,7 +18,7 @@ import faust
 from schemas.codec import Codec
 from streams import topics
 from streams.reference import ReferenceView
-from streams.runtime import faust_fixes
+from streams.runtime import delivery, faust_fixes
 from streams.runtime.worker import Runtime, wall_ms
 from streams.settings import Settings
 from streams.stages import build_stages
@@ -69,5 +69,6 @@ def build_worker(settings: Settings, bootstrap: str) -> Worker:
     for stage in build_stages(settings, reference.reference):
         runtime.add_stage(stage)
     faust_fixes.install(runtime.app)
+    delivery.install()
     faust_fixes.seek_uncommitted_partitions_to_beginning(runtime.input_topics)
     return Worker(settings=settings, bootstrap=bootstrap, runtime=runtime, reference=reference)

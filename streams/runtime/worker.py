@@ -1,7 +1,10 @@
 """The stage runtime: everything Faust, so that stages and detectors need none of it.
 
-One Faust agent per stage reads the stage's co-partitioned topics. Each event
-is decoded, checked and applied synchronously: the stage reads and changes
+Faust subscribes every stage's co-partitioned topics (group membership,
+assignment, table recovery, commits), and its fetch loop hands each message
+straight to ``Runtime.handle`` (``streams.runtime.delivery``): no agent,
+channel queue or stream per event. Each event is decoded, checked and
+applied synchronously: the stage reads and changes
 its entity's state in memory (``streams.runtime.state``) and queues what it
 publishes on the output producer (``streams.runtime.output``); nothing in
 that path waits for the broker. Changed keys are logged to the stage's
@@ -41,7 +44,7 @@ from streams import topics
 from streams.brokers import fetch_max_wait_ms, session_timeout_s
 from streams.clock import WorkerClock
 from streams.metrics import LATENCY_BUCKETS, LATENESS_BUCKETS, Buckets
-from streams.runtime import faust_fixes
+from streams.runtime import delivery, faust_fixes
 from streams.runtime.bundles import Bundler, unbundle
 from streams.runtime.output import Output
 from streams.runtime.stage import Stage, StageContext
@@ -172,24 +175,20 @@ class Runtime:
         names = [self.settings.topic(spec.name) for spec in stage.inputs]
         self.input_topics.update(names)
         self.clocked_topics.update(n for n in names if n not in self._unclocked)
-        channel = self.app.topic(*names, key_serializer="raw", value_serializer="raw")
-
-        async def run(stream) -> None:
-            async for event in stream.events():
-                self.handle(stage, ctx, event)
-
-        run.__name__ = stage.name.replace("-", "_")
-        self.app.agent(channel, name=stage.name)(run)
+        # Subscribed through Faust (group membership, assignment, commits), delivered directly
+        # (streams.runtime.delivery): no agent, channel queue or stream per event.
+        self.app.topics.add(self.app.topic(*names, key_serializer="raw", value_serializer="raw"))
+        for name in names:
+            delivery.deliver_directly(self.app, name, lambda message, stage=stage, ctx=ctx: self.handle(stage, ctx, message))
 
     # ------------------------------------------------------------------ one event
-    def handle(self, stage: Stage, ctx: StageContext, event) -> None:
-        msg = event.message
+    def handle(self, stage: Stage, ctx: StageContext, msg) -> None:
         self.processed[msg.topic] += 1
         self._event_written_ms = msg.timestamp * 1000 if msg.timestamp else None
         try:
-            schema, record = self.decode(stage, event)
+            schema, record = self.decode(stage, msg)
         except Rejected as exc:
-            self.dead_letter(event, exc.reason, str(exc), stage.name)
+            self.dead_letter(msg, exc.reason, str(exc), stage.name)
             return
         ts = record.get("ts")
         if ts is not None and msg.topic in self.clocked_topics:
@@ -200,22 +199,22 @@ class Runtime:
         ctx.src = f"{msg.topic}:{msg.partition}:{msg.offset}"
         ctx.wall_ms = wall_ms()
         if msg.topic in self._bundled:
-            self._apply_bundle(stage, ctx, event, schema, record)
+            self._apply_bundle(stage, ctx, msg, schema, record)
             return
         try:
             stage.apply(ctx, schema, record)
         except Exception:
             log.exception("processing failed in %s", stage.name)
-            self.dead_letter(event, "processing-error", traceback.format_exc(limit=3), stage.name)
+            self.dead_letter(msg, "processing-error", traceback.format_exc(limit=3), stage.name)
         finally:
             self._event_written_ms = None
 
-    def _apply_bundle(self, stage: Stage, ctx: StageContext, event, schema: str, record: dict) -> None:
+    def _apply_bundle(self, stage: Stage, ctx: StageContext, msg, schema: str, record: dict) -> None:
         """Each signal of a bundle in turn; a failing one is dead-lettered with the bundle, the rest applied."""
         try:
             signals = unbundle(record)
         except (ValueError, TypeError, KeyError) as exc:
-            self.dead_letter(event, "bad-bundle", f"a signal bundle that cannot be read: {exc!r}", stage.name)
+            self.dead_letter(msg, "bad-bundle", f"a signal bundle that cannot be read: {exc!r}", stage.name)
             return
         failed = []
         for signal in signals:
@@ -225,20 +224,19 @@ class Runtime:
                 log.exception("processing failed in %s", stage.name)
                 failed.append(f"signal {signal['event_id']} ({signal['kind']}): {traceback.format_exc(limit=3)}")
         if failed:
-            self.dead_letter(event, "processing-error", f"{counted(len(failed), 'signal')} of "
+            self.dead_letter(msg, "processing-error", f"{counted(len(failed), 'signal')} of "
                              f"{len(signals)} in this bundle failed; " + "\n".join(failed), stage.name)
 
-    def decode(self, stage: Stage, event) -> tuple[str, dict]:
-        msg = event.message
+    def decode(self, stage: Stage, msg) -> tuple[str, dict]:
         try:
-            schema, record = self.codec.decode(event.value)
+            schema, record = self.codec.decode(msg.value)
         except DecodeError as exc:
             raise Rejected(exc.reason, str(exc)) from None
         if schema not in stage.keys:
             raise Rejected("unexpected-schema", f"{schema} is not expected on {msg.topic}")
         key_field = stage.keys[schema]
         if key_field is not None:
-            key = event.key.decode(errors="replace") if isinstance(event.key, (bytes, bytearray)) else event.key
+            key = msg.key.decode(errors="replace") if isinstance(msg.key, (bytes, bytearray)) else msg.key
             if key != record.get(key_field):
                 # State for a key lives in the partition its key hashes to: a message keyed
                 # otherwise would split one entity's state across partitions.
@@ -276,12 +274,11 @@ class Runtime:
     async def _send_bundles(self) -> None:
         self._flush_bundles()
 
-    def dead_letter(self, event, reason: str, message: str, processor: str) -> None:
-        msg = event.message
+    def dead_letter(self, msg, reason: str, message: str, processor: str) -> None:
         self.dead_lettered += 1
         self.dead_letters_by_source[msg.topic] += 1
         log.warning("dead-lettered %s[%s]@%s: %s: %s", msg.topic, msg.partition, msg.offset, reason, message)
-        self.output.send(self.settings.topic(topics.DEAD_LETTERS.name), event.key, event.value, headers=dead_letter_headers(
+        self.output.send(self.settings.topic(topics.DEAD_LETTERS.name), msg.key, msg.value, headers=dead_letter_headers(
             reason=reason, message=message, topic=msg.topic, partition=msg.partition, offset=msg.offset,
             processor=processor, now_ms=wall_ms(), error_class=_ERROR_CLASS.get(reason, "DecodeError")))
 

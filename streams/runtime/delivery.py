@@ -1,0 +1,121 @@
+"""Direct delivery: the stages' input messages go from Faust's fetch loop straight to the runtime.
+
+Faust hands each fetched message to an agent through a chain built for
+asynchronous agents: the fetch loop awaits the conductor's callback for it
+(racing a task against the flow-control event), the conductor decodes it
+into an ``Event`` and queues it on the topic's channel, and the agent's
+``Stream`` takes it from that queue in another task, tracks it, calls the
+sensors, yields it and acknowledges it. A stage applies an event
+synchronously (``streams.runtime.worker``), so none of that waiting buys
+anything, and measured in the worker it cost more than the detection itself.
+
+``install`` replaces ``Consumer._drain_messages`` (the fetch loop) with one
+that, for a message of a topic given to ``deliver_directly``, does what the
+agent's stream would have done, in the same order, without leaving the
+loop: it skips a message fetched in an older consumer generation or while
+flow is suspended for a rebalance (not tracked, not acknowledged, not
+counted as read: it is read again after the rebalance's seek), tracks it as
+in flight, calls the handler, and acknowledges it once the handler
+returns. A handler that raises leaves its message unacknowledged, so its
+offset is never committed, and stops the worker as a crashed agent would.
+Everything else the loop does (gaps, ``broker_commit_every``, messages of
+other topics through the conductor) is Faust's own. The loop lets other
+tasks run (timers, commits) every ``YIELD_EVERY`` messages.
+
+Written against faust-streaming ``faust_fixes.FAUST_VERSION``, whose
+version check it shares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from streams.runtime import faust_fixes
+
+# Messages handled between two yields to the event loop.
+YIELD_EVERY = 100
+
+Handler = Callable[[object], None]
+
+
+def deliver_directly(app, topic: str, handler: Handler) -> None:
+    """Hand every message of `topic` (its full name) to `handler`, synchronously, in the fetch loop."""
+    handlers = app.__dict__.setdefault("_forewarn_direct", {})
+    handlers[topic] = handler
+
+
+async def drain_messages(self, fetcher) -> None:  # pragma: no cover - exercised through a real consumer
+    handlers: dict[str, Handler] = self.app.__dict__.get("_forewarn_direct") or {}
+    if not handlers:
+        return await faust_fixes.original("Consumer._drain_messages")(self, fetcher)
+    from faust.transport.consumer import CONSUMER_FETCHING
+
+    app = self.app
+    flow = app.flow_control
+    callback = self.callback
+    getmany = self.getmany
+    consumer_should_stop = self._stopped.is_set
+    fetcher_should_stop = fetcher._stopped.is_set
+    read_offsets = self._read_offset
+    unacked = self._unacked_messages
+    ack = self.ack
+    commit_every = self._commit_every
+    acks_enabled_for = app.topics.acks_enabled_for
+    since_yield = 0
+    try:
+        while not (consumer_should_stop() or fetcher_should_stop()):
+            self.diag.set_flag(CONSUMER_FETCHING)
+            batch = getmany(timeout=1.0)
+            await self.sleep(0)
+            if not self.should_stop:
+                async for tp, message in batch:
+                    since_yield += 1
+                    if since_yield > YIELD_EVERY:
+                        await asyncio.sleep(0)
+                        since_yield = 0
+                    offset = message.offset
+                    read = read_offsets[tp]
+                    if read is not None and offset < read:
+                        continue  # read already in this assignment (Faust drops these the same way)
+                    gap = offset - (read or 0)
+                    if gap > 1 and read and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, read + 1, offset)
+                    if commit_every is not None and self._n_acked >= commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    handler = handlers.get(message.topic)
+                    if handler is None:
+                        await self.wait_first(callback(message), self.suspend_flow.wait())
+                    else:
+                        if not flow.is_active() or message.generation_id != app.consumer_generation_id:
+                            continue
+                        message.tracked = True
+                        unacked.add(message)
+                        handler(message)
+                        ack(message)
+                    read_offsets[tp] = offset
+            self.diag.unset_flag(CONSUMER_FETCHING)
+    except self.consumer_stopped_errors:
+        if self.transport.app.should_stop:
+            return
+        raise
+    except asyncio.CancelledError:
+        if self.transport.app.should_stop:
+            return
+        raise
+    except Exception as exc:
+        self.log.exception("Drain messages raised: %r", exc)
+        raise
+    finally:
+        self.diag.unset_flag(CONSUMER_FETCHING)
+
+
+def install() -> None:
+    """Replace Faust's fetch loop (once); topics without a direct handler keep Faust's delivery."""
+    faust_fixes.check_faust_version()
+    from faust.transport.consumer import Consumer
+
+    if "Consumer._drain_messages" not in faust_fixes.ORIGINALS:
+        faust_fixes.ORIGINALS["Consumer._drain_messages"] = Consumer.__dict__["_drain_messages"]
+        Consumer._drain_messages = drain_messages
