@@ -18,9 +18,15 @@ counted as read: it is read again after the rebalance's seek), tracks it as
 in flight, calls the handler, and acknowledges it once the handler
 returns. A handler that raises leaves its message unacknowledged, so its
 offset is never committed, and stops the worker as a crashed agent would.
-Everything else the loop does (gaps, ``broker_commit_every``, messages of
-other topics through the conductor) is Faust's own. The loop lets other
-tasks run (timers, commits) every ``YIELD_EVERY`` messages.
+Everything else the loop does (gaps, messages of other topics through the
+conductor) is Faust's own, but for one thing: it never stops to commit
+after ``broker_commit_every`` messages. Such a commit waits until the broker
+has acknowledged everything the worker sent, and the loop read nothing
+meanwhile (measured: the worker benchmark's events processed stood still at
+10,000, 20,000, ...). Commits are made by Faust's commit timer
+(``broker_commit_interval``) in a task of their own, while the loop goes
+on. The loop lets other tasks run (timers, commits) every ``YIELD_EVERY``
+messages.
 
 Written against faust-streaming ``faust_fixes.FAUST_VERSION``, whose
 version check it shares.
@@ -81,11 +87,11 @@ async def drain_messages(self, fetcher) -> None:  # pragma: no cover - exercised
                     gap = offset - (read or 0)
                     if gap > 1 and read and acks_enabled_for(message.topic):
                         await self._add_gap(tp, read + 1, offset)
-                    if commit_every is not None and self._n_acked >= commit_every:
-                        self._n_acked = 0
-                        await self.commit()
                     handler = handlers.get(message.topic)
                     if handler is None:
+                        if commit_every is not None and self._n_acked >= commit_every:
+                            self._n_acked = 0
+                            await self.commit()
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                     else:
                         if not flow.is_active() or message.generation_id != app.consumer_generation_id:

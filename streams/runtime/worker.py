@@ -128,9 +128,7 @@ class Runtime:
             consumer_group_instance_id=(f"{settings.topic('forewarn')}-{settings.worker_id}"
                                         if settings.worker_id else None),
         )
-        fetch_wait = fetch_max_wait_ms(bootstrap)
-        if fetch_wait is not None:
-            faust_fixes.set_fetch_max_wait(self.app, fetch_wait)
+        faust_fixes.set_fetch_max_wait(self.app, fetch_max_wait_ms(bootstrap))
         self.output = Output(bootstrap)
         self.bundler = Bundler()
         self._bundled = {settings.topic(spec.name) for spec in BUNDLED_TOPICS}
