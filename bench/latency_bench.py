@@ -12,7 +12,9 @@ Then, for S seconds (default 30):
   orders (--singles, default 5) one second apart instead, with no background
   traffic unless --background is given;
 * background shop traffic (bench/workload.py's mix, stamped the same way) at
-  --background events/s (default 20, 0 with --rate 0);
+  --background events/s (default 20, 0 with --rate 0), starting --warmup
+  seconds (default 5 with background traffic) before the orders and tickets,
+  so that they meet a steady load;
 * K chat tickets (default 5) opened early enough that their first-reply
   target passes during the run, and never answered. The worker runs with
   FOREWARN_SLA_CHAT_S=T (default 10 s instead of the 2-minute default) so the
@@ -156,6 +158,10 @@ def main() -> None:
                         help="the worker's chat first-reply target in seconds (FOREWARN_SLA_CHAT_S; default 10)")
     parser.add_argument("--grace", type=float, default=60.0,
                         help="seconds to wait for the last alerts after the traffic ends (default 60)")
+    parser.add_argument("--warmup", type=float,
+                        help="seconds of background traffic alone before the probes start (default 5 with "
+                             "background traffic, else 0): the figures are then those of a steady load, not "
+                             "of an idle worker's first second under it")
     parser.add_argument("--seed", type=int, default=7)
     add_broker_arguments(parser)
     args = parser.parse_args()
@@ -206,6 +212,7 @@ def main() -> None:
             probes, deadlines = run_traffic(args, shop, sender, oos, seconds, background, tickets, ticket_window,
                                             target_ms, worker)
             missing = wait_for_alerts(reader, probes, deadlines, args.grace, worker)
+            hops = hop_times(bootstrap, settings, set(probes))
         finally:
             reader.stop.set()
             worker.stop()
@@ -225,10 +232,65 @@ def main() -> None:
     if deadlines:
         print(f"{BREACH_RULE} (chat target {target_ms / 1000:g}s): {len(lateness)}/{len(deadlines)} tickets; "
               f"detected_at - deadline: {spread(lateness)}")
+    if order_latency:
+        describe_hops(hops, probes, reader.orders)
     if due_by_mismatch:
         print(f"   (caveat: {due_by_mismatch} breach alerts name a due_by_ms other than ts + target)")
     if missing:
         raise BenchError(missing)
+
+
+def hop_times(bootstrap: str, settings: Settings, orders: set[str]) -> dict[str, dict[str, int]]:
+    """For each of `orders`: when the order stage wrote its first line and the SKU stage its first shortage.
+
+    Kafka timestamps of the internal topics (the worker's producer stamps each
+    record when it is sent), read from the beginning to the end.
+    """
+    codec = Codec()
+    found: dict[str, dict[str, int]] = {}
+    consumer = Consumer(kafka_client_config(bootstrap, {
+        "group.id": f"bench-hops-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False, "enable.partition.eof": True,
+    }))
+    try:
+        for spec, hop in ((topics.ORDER_LINES, "line"), (topics.ORDER_SHORTAGES, "shortage")):
+            name = settings.topic(spec.name)
+            partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
+            consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in partitions])
+            ended: set[int] = set()
+            deadline = time.monotonic() + 60
+            while len(ended) < len(partitions) and time.monotonic() < deadline:
+                for message in consumer.consume(num_messages=1_000, timeout=0.5):
+                    if message.error() is not None:
+                        ended.add(message.partition())
+                        continue
+                    try:
+                        _, record = codec.decode(message.value())
+                    except DecodeError:
+                        continue
+                    order_id = record.get("order_id")
+                    if order_id in orders:
+                        found.setdefault(order_id, {}).setdefault(hop, message.timestamp()[1])
+    finally:
+        consumer.close()
+    return found
+
+
+def describe_hops(hops: dict[str, dict[str, int]], probes: dict[str, int], alerts: dict[str, dict]) -> None:
+    """Where the time of the slowest out-of-stock alerts went, hop by hop."""
+    rows = []
+    for order_id, ts in probes.items():
+        alert, hop = alerts.get(order_id), hops.get(order_id, {})
+        if alert is None or "line" not in hop or "shortage" not in hop:
+            continue
+        rows.append((alert["detected_at"] - ts, hop["line"] - ts, hop["shortage"] - hop["line"],
+                     alert["detected_at"] - hop["shortage"], (ts - min(probes.values())) / 1000))
+    if not rows:
+        return
+    rows.sort(reverse=True)
+    print("   by hop (order stage to its line; SKU stage to the shortage; order stage to the alert), p50: "
+          + ", ".join(f"{percentile([row[i] for row in rows], 0.5):.0f} ms" for i in (1, 2, 3)))
+    print("   the five slowest: " + "; ".join(f"{total} = {a} + {b} + {c} ms ({at:.1f}s in)"
+                                             for total, a, b, c, at in rows[:5]))
 
 
 def run_traffic(args, shop: Shop, sender: Sender, oos: list[str], seconds: float, background: float,
@@ -237,9 +299,12 @@ def run_traffic(args, shop: Shop, sender: Sender, oos: list[str], seconds: float
     """Send the probes and the background traffic; returns {order_id: ts} and {ticket_id: deadline}."""
     mix = MIXES["shop"]
     names, shares = list(mix), list(mix.values())
-    start = time.monotonic()
+    warmup = args.warmup if args.warmup is not None else (5.0 if background > 0 else 0.0)
+    began = time.monotonic()
+    # Background traffic alone for the warm-up, then the probes with it for `seconds`.
+    start = began + warmup
     end = start + seconds
-    back = Schedule(start, background, end)
+    back = Schedule(began, background, end)
     if args.rate > 0:
         order_times: list[float] = []
         orders = Schedule(start, args.rate, end)
@@ -249,7 +314,7 @@ def run_traffic(args, shop: Shop, sender: Sender, oos: list[str], seconds: float
     ticket_times = [start + ticket_window * (n + 0.5) / tickets for n in range(tickets)]
     probes: dict[str, int] = {}
     deadlines: dict[str, int] = {}
-    last_check = start
+    last_check = began
     sender.counts.clear()
     while True:
         now = time.monotonic()

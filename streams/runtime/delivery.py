@@ -117,6 +117,28 @@ async def drain_messages(self, fetcher) -> None:  # pragma: no cover - exercised
         self.diag.unset_flag(CONSUMER_FETCHING)
 
 
+async def positions_and_highwaters(consumer, tps) -> dict:
+    """{tp: (position, highwater)} of the partitions of `tps` still assigned, read in one call.
+
+    Faust asks its client thread for one position per call; asked for every
+    partition of a worker in turn, each answer waited for that thread to get
+    the interpreter, and the fetch loop's own calls to it queued behind them.
+    Here they are read together, in that thread.
+    """
+    thread = consumer._thread
+    client = thread._ensure_consumer()
+
+    async def read() -> dict:
+        assigned = client.assignment()
+        out = {}
+        for tp in tps:
+            if tp in assigned:  # a rebalance may have revoked it: the client refuses to answer for it
+                out[tp] = (await client.position(tp), client.highwater(tp))
+        return out
+
+    return await thread.call_thread(read)
+
+
 def install() -> None:
     """Replace Faust's fetch loop (once); topics without a direct handler keep Faust's delivery."""
     faust_fixes.check_faust_version()

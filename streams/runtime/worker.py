@@ -291,7 +291,7 @@ class Runtime:
         for table in self.tables.values():
             topic = table.changelog_topic
             for partition, key, value in table.changes():
-                self.output.send(topic, key, value, partition=partition)
+                self.output.send(topic, key, value, partition=partition, bulk=True)
                 sent += 1
         return sent
 
@@ -382,18 +382,20 @@ class Runtime:
         # Only the stages' inputs count: changelogs and Faust's own topics are not event streams.
         assigned = [tp for tp in consumer.assignment() if tp.topic in self.clocked_topics]
         self.clock.sync_assignment((tp.topic, tp.partition) for tp in assigned)
-        # A message fetched but not yet processed (unacknowledged) leaves its partition behind,
-        # or a backlog in the agents' buffers would pass for caught up.
+        # The client's position counts a message as read once it is fetched: one still being handled,
+        # or fetched in the fetch loop's current batch and not handled yet (its last handled offset is
+        # further back), leaves its partition behind, or a backlog would pass for caught up.
         unfinished = {m.tp for m in list(getattr(consumer, "_unacked_messages", ()))}
+        handled = consumer._read_offset
         positions = {}
         lag: dict[str, int] = dict.fromkeys(self.clocked_topics, 0)
-        for tp in assigned:
-            if tp not in consumer.assignment():
-                continue  # revoked by a rebalance during an await below: the client refuses to answer for it
-            highwater = consumer.highwater(tp)
-            position = positions[tp] = await consumer.position(tp)
+        read = await delivery.positions_and_highwaters(consumer, assigned)
+        for tp, (position, highwater) in read.items():
+            positions[tp] = position
+            last = handled.get(tp)
             self.clock.report_lag((tp.topic, tp.partition), behind=(
-                highwater is None or position is None or position < highwater or tp in unfinished))
+                highwater is None or position is None or position < highwater or tp in unfinished
+                or (last is not None and last + 1 < position)))
             if highwater is not None and position is not None:
                 lag[tp.topic] += max(0, highwater - position)
         self.lag = lag

@@ -18,6 +18,7 @@ def test_settled_returns_at_once_when_nothing_was_sent():
         asyncio.run(output.settled(timeout_s=1))
     finally:
         output.producer.purge()
+        output.bulk_producer.purge()
         output.close(timeout_s=0)
 
 
@@ -30,4 +31,19 @@ def test_records_not_acknowledged_make_settled_fail_so_their_offsets_are_not_com
         assert output.sent == 1 and output.delivered == 0
     finally:
         output.producer.purge()
+        output.bulk_producer.purge()
+        output.close(timeout_s=0)
+
+
+def test_a_changelog_record_not_acknowledged_holds_the_commit_as_any_other():
+    # Changelog records travel on a producer of their own; settled() waits for both.
+    output = unreachable_output()
+    try:
+        output.send("changelog", b"k", b"v", bulk=True)
+        with pytest.raises(OutputFailed, match="1 record not acknowledged"):
+            asyncio.run(output.settled(timeout_s=0.5))
+        assert len(output.bulk_producer) == 1 and len(output.producer) == 0
+    finally:
+        output.producer.purge()
+        output.bulk_producer.purge()
         output.close(timeout_s=0)
