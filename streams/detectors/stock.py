@@ -381,20 +381,20 @@ def _append_newest(
 ) -> Outcome | None:
     """`_resimulate` for the common case, in one cheap pass; None when the case does not apply.
 
-    The case: the line just added is newer than anything this SKU has seen,
-    a stock level is known, no order is short and the stock covers every
-    older open line. Oldest-first allocation then leaves the older lines as
-    they are, so only the new line can be short, by what the stock left over
-    cannot cover. This saves a sort of every open line per order on a
-    well-stocked SKU with many open orders (the hot path of the worker).
-    Same result as `_resimulate`, which the unit tests check on random histories.
+    The case: the line just added is newer than anything this SKU has seen
+    and a stock level is known. Oldest-first allocation then leaves every
+    older line as it was (the new line comes last), so what the SKU last
+    told each older order still holds, and only the new line can be short,
+    by what the stock left over after the older lines cannot cover. This
+    saves a sort of every open line per order placed, on a well-stocked SKU
+    with many open orders and on one out of stock alike (the hot path of the
+    SKU stage). Same result as `_resimulate`, which the unit tests check on
+    random histories.
     """
     line = state["lines"][order_id]
     ts = line["placed_ts"]
     latest = state["latest_ts"]
     if not _FAST_APPEND or latest is None or ts <= latest or not state["levels"]:
-        return None
-    if any(told > 0 for _, told in state["emitted"].values()):
         return None
     # Every other line was placed before `ts`, and every closed one closed before it.
     demand_before = 0
@@ -405,15 +405,16 @@ def _append_newest(
             demand_before += other["qty"]
     demand_before -= line["qty"]
     _, level, level_event = state["levels"][-1]
-    left = max(level, 0) - demand_before
-    if left < 0:
-        return None
+    left = max(max(level, 0) - demand_before, 0)
     state["latest_ts"] = ts
     outcome = Outcome(state)
     now_short = line["qty"] - min(line["qty"], left)
-    short = {order_id: now_short} if now_short else {}
+    # The orders short now: those last told short (all told at or before `latest`), and the new line.
+    short = {other: told for other, (_, told) in state["emitted"].items() if told > 0}
+    if now_short:
+        short[order_id] = now_short
     cause = line["event_id"]
-    # No order is told short (checked above) and nothing was told after `ts`: tell it only if short.
+    # Nothing was told after `ts`, and the new line was never told: tell it only if short.
     if now_short:
         outcome.shortages.append(
             _tell_shortage(state, order_id, ts, now_short, level, level_event, cause, "order_placed"))
