@@ -51,7 +51,8 @@ def deliver_directly(app, topic: str, handler: Handler) -> None:
     handlers[topic] = handler
 
 
-async def drain_messages(self, fetcher) -> None:  # pragma: no cover - exercised through a real consumer
+async def drain_messages(self, fetcher) -> None:
+    """``Consumer._drain_messages`` with direct delivery (see the module's docstring)."""
     handlers: dict[str, Handler] = self.app.__dict__.get("_forewarn_direct") or {}
     if not handlers:
         return await faust_fixes.original("Consumer._drain_messages")(self, fetcher)

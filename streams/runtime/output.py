@@ -10,9 +10,11 @@ on a connection of its own: a broker handles the requests of one connection
 one at a time, in order, and the changelog records of a whole commit
 interval, sent at once before each commit, held the signals and alerts sent
 just after them for 100–250 ms (measured with bench/latency_bench.py: the
-slowest out-of-stock alerts were those whose hops fell in a commit). ``settled()`` waits until everything queued so
-far has been acknowledged by the broker: the runtime awaits it before each
-offset commit, which is what makes processing at least once.
+slowest out-of-stock alerts were those whose hops fell in a commit).
+
+``settled()`` waits until everything queued so far on either producer has
+been acknowledged by the broker: the runtime awaits it before each offset
+commit, which is what makes processing at least once.
 
 Keys are hashed with murmur2 like every other producer of these topics
 (``streams.produce``), so a record keyed for another stage lands on the
