@@ -510,16 +510,20 @@ class WorkerProcess:
         if code is not None:
             raise BenchError(f"the worker exited with status {code}; its log ends:\n{log_tail(self.log_path)}")
 
-    def wait_ready(self, timeout: float) -> float:
-        """Wait for the ready marker; returns the monotonic time it appeared."""
+    def _wait_until(self, done: Callable[[], object], timeout: float, interval: float, failure: str) -> float:
+        """Poll `done` while the worker lives; returns the monotonic time it held, or raises `failure`."""
         deadline = time.monotonic() + timeout
-        while not self.ready():
+        while not done():
             self.check_alive()
             if time.monotonic() > deadline:
-                raise BenchError(f"the worker did not join its group within {timeout:.0f}s "
-                                 f"(no {self.marker}); its log ends:\n{log_tail(self.log_path)}")
-            time.sleep(0.1)
+                raise BenchError(f"{failure}; its log ends:\n{log_tail(self.log_path)}")
+            time.sleep(interval)
         return time.monotonic()
+
+    def wait_ready(self, timeout: float) -> float:
+        """Wait for the ready marker; returns the monotonic time it appeared."""
+        return self._wait_until(self.ready, timeout, 0.1,
+                                f"the worker did not join its group within {timeout:.0f}s (no {self.marker})")
 
     def events_processed(self) -> float | None:
         """The worker's `forewarn_events_processed_total` over every topic, from its /metrics; None: not served."""
@@ -535,14 +539,8 @@ class WorkerProcess:
 
     def wait_first_event(self, timeout: float) -> float:
         """Poll /metrics every 20 ms until the worker has processed an event; returns that monotonic time."""
-        deadline = time.monotonic() + timeout
-        while not self.events_processed():
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise BenchError(f"the worker processed no event within {timeout:.0f}s; its log ends:\n"
-                                 f"{log_tail(self.log_path)}")
-            time.sleep(0.02)
-        return time.monotonic()
+        return self._wait_until(self.events_processed, timeout, 0.02,
+                                f"the worker processed no event within {timeout:.0f}s")
 
     def wait_joined(self, bootstrap: str, timeout: float) -> tuple[float, str]:
         """Wait until the worker's consumer group (new in each run) is stable: joined, partitions assigned.

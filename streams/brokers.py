@@ -9,7 +9,7 @@ send one record per batch, which keeps the watermark exact; against Apache
 Kafka they batch normally.
 
 Workers let a fetch wait at most 100 ms for data, on every broker
-(``fetch_max_wait_ms``).
+(``WORKER_FETCH_MAX_WAIT_MS``).
 
 The same broker completes a consumer group's first join only after half the
 session timeout, so a worker with Faust's default (60 s) waits 30 s before it
@@ -59,26 +59,18 @@ def faust_producer_overrides(bootstrap: str) -> dict[str, object]:
     return {"producer_max_batch_size": 1} if single_record_batches(bootstrap) else {}
 
 
-# How long a worker's fetch may wait for data (Faust's own: 1,500 ms).
+# How long a worker's fetch may wait for data, on any broker (Faust's own: 1,500 ms).
+#
+# The client has at most one fetch in flight per broker, and a fetch asks only for the partitions
+# that had nothing waiting to be processed when it was sent. A partition whose records arrive while
+# that fetch waits on the others (a stage's output, read by the next stage on the same worker) is
+# asked for only once it returns: up to the fetch's maximum wait later. With Faust's 1,500 ms, that
+# stalled the worker benchmark's last hops for 1.3 s on Apache Kafka (`forewarn-task-requests`
+# written, not read). The in-memory broker, besides, answers a fetch over many partitions only when
+# its maximum wait is up, even when a record arrived at once (measured: about 485 ms per hop with
+# 1,500 ms over 60 partitions, 14 ms with 100 ms). An idle worker then asks each broker ten times a
+# second.
 WORKER_FETCH_MAX_WAIT_MS = 100
-
-
-def fetch_max_wait_ms(bootstrap: str) -> int:
-    """How long the worker's consumer lets a fetch wait for data, on any broker.
-
-    The client has at most one fetch in flight per broker, and a fetch asks
-    only for the partitions that had nothing waiting to be processed when it
-    was sent. A partition whose records arrive while that fetch waits on the
-    others (a stage's output, read by the next stage on the same worker) is
-    asked for only once it returns: up to the fetch's maximum wait later.
-    With Faust's 1,500 ms, that stalled the worker benchmark's last hops for
-    1.3 s on Apache Kafka (``forewarn-task-requests`` written, not read). The
-    in-memory broker, besides, answers a fetch over many partitions only when
-    its maximum wait is up, even when a record arrived at once (measured:
-    about 485 ms per hop with 1,500 ms over 60 partitions, 14 ms with
-    100 ms). An idle worker then asks each broker ten times a second.
-    """
-    return WORKER_FETCH_MAX_WAIT_MS
 
 
 def session_timeout_s(settings: Settings, bootstrap: str) -> float:

@@ -118,6 +118,15 @@ async def drain_messages(self, fetcher) -> None:
         self.diag.unset_flag(CONSUMER_FETCHING)
 
 
+def last_handled(consumer, tp) -> int | None:
+    """The offset of the last message of `tp` handled in this assignment (None: none yet).
+
+    Faust's read offset, which the direct fetch loop sets once a message is
+    handled and the rebalance's seek sets to one before the start.
+    """
+    return consumer._read_offset.get(tp)
+
+
 async def positions_and_highwaters(consumer, tps) -> dict:
     """{tp: (position, highwater)} of the partitions of `tps` still assigned, read in one call.
 

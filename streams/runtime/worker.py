@@ -41,7 +41,7 @@ import faust
 from schemas.codec import Codec, DecodeError, format_timestamp_ms
 from sinks.dlq import dead_letter_headers
 from streams import topics
-from streams.brokers import fetch_max_wait_ms, session_timeout_s
+from streams.brokers import WORKER_FETCH_MAX_WAIT_MS, session_timeout_s
 from streams.clock import WorkerClock
 from streams.metrics import LATENCY_BUCKETS, LATENESS_BUCKETS, Buckets
 from streams.runtime import delivery, faust_fixes
@@ -128,7 +128,7 @@ class Runtime:
             consumer_group_instance_id=(f"{settings.topic('forewarn')}-{settings.worker_id}"
                                         if settings.worker_id else None),
         )
-        faust_fixes.set_fetch_max_wait(self.app, fetch_max_wait_ms(bootstrap))
+        faust_fixes.set_fetch_max_wait(self.app, WORKER_FETCH_MAX_WAIT_MS)
         self.output = Output(bootstrap)
         self.bundler = Bundler()
         self._bundled = {settings.topic(spec.name) for spec in BUNDLED_TOPICS}
@@ -386,13 +386,12 @@ class Runtime:
         # or fetched in the fetch loop's current batch and not handled yet (its last handled offset is
         # further back), leaves its partition behind, or a backlog would pass for caught up.
         unfinished = {m.tp for m in list(getattr(consumer, "_unacked_messages", ()))}
-        handled = consumer._read_offset
         positions = {}
         lag: dict[str, int] = dict.fromkeys(self.clocked_topics, 0)
         read = await delivery.positions_and_highwaters(consumer, assigned)
         for tp, (position, highwater) in read.items():
             positions[tp] = position
-            last = handled.get(tp)
+            last = delivery.last_handled(consumer, tp)
             self.clock.report_lag((tp.topic, tp.partition), behind=(
                 highwater is None or position is None or position < highwater or tp in unfinished
                 or (last is not None and last + 1 < position)))
