@@ -165,6 +165,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     add_broker_arguments(parser)
     args = parser.parse_args()
+    for flag in ("rate", "seconds", "background", "singles", "tickets", "sla_chat_s", "grace", "warmup"):
+        value = getattr(args, flag)
+        if value is not None and value < 0:
+            parser.error(f"--{flag.replace('_', '-')} must not be negative, got {value:g}")
     background = args.background if args.background is not None else (0.0 if args.rate == 0 else 20.0)
     seconds = max(args.seconds, args.singles + 1.0) if args.rate == 0 else args.seconds
     worker_env = {"FOREWARN_SLA_CHAT_S": f"{args.sla_chat_s:g}"}
