@@ -194,8 +194,8 @@ def press(browser, element_id: str) -> None:
 
 
 def answer_text(browser) -> str:
-    found = browser.find_elements("id", "answer")
-    return found[0].text if found else ""
+    """The answer line's text, read in one script (the page redraws it as the worker's answer arrives)."""
+    return browser.execute_script("const a = document.getElementById('answer'); return a ? a.innerText : '';")
 
 
 def test_a_rep_works_a_case_from_the_page(stack, browser, shots):
