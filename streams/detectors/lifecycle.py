@@ -17,31 +17,48 @@ Time is event time, passed in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from streams.detectors.alerts import OPEN, RESOLVED, UPDATED, alert_id_for, alert_record, merge_evidence
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
-@dataclass
+@dataclass(init=False, slots=True)
 class Result:
-    """What one input changes: the entity's new state and the records to publish."""
+    """What one input changes: the entity's new state and the records to publish.
+
+    Made several times per event: slots, and an ``__init__`` that makes the
+    empty lists itself (each list not given is a new one, never shared).
+    """
 
     state: dict | None
-    alerts: list[dict] = field(default_factory=list)
+    alerts: list[dict]
     # (internal topic name, forewarn.internal.Signal record) for other stages.
-    signals: list[tuple[str, dict]] = field(default_factory=list)
+    signals: list[tuple[str, dict]]
     # forewarn.OutreachTask versions and forewarn.TaskUpdateRejected records (the task stage only).
-    tasks: list[dict] = field(default_factory=list)
-    rejections: list[dict] = field(default_factory=list)
+    tasks: list[dict]
+    rejections: list[dict]
+
+    def __init__(self, state: dict | None, alerts: list[dict] | None = None,
+                 signals: list[tuple[str, dict]] | None = None, tasks: list[dict] | None = None,
+                 rejections: list[dict] | None = None) -> None:
+        self.state = state
+        self.alerts = [] if alerts is None else alerts
+        self.signals = [] if signals is None else signals
+        self.tasks = [] if tasks is None else tasks
+        self.rejections = [] if rejections is None else rejections
 
     def extend(self, other: "Result") -> "Result":
         self.state = other.state
-        self.alerts += other.alerts
-        self.signals += other.signals
-        self.tasks += other.tasks
-        self.rejections += other.rejections
+        if other.alerts:
+            self.alerts += other.alerts
+        if other.signals:
+            self.signals += other.signals
+        if other.tasks:
+            self.tasks += other.tasks
+        if other.rejections:
+            self.rejections += other.rejections
         return self
 
 

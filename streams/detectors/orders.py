@@ -53,13 +53,16 @@ def apply_order_event(state: dict | None, event: dict, limits: Thresholds, custo
             result.signals.append(signal(CUSTOMER_SIGNALS, event["customer_id"], "order_placed", event["event_id"],
                                          ts, order_id=state["order_id"]))
             result.extend(due(state, ts, limits, customers, detected_at=detected_at, cause=event["event_id"]))
-            result.extend(_visibility(state, limits, customers, detected_at, event["event_id"], ts))
+            if state["lookups"]:
+                result.extend(_visibility(state, limits, customers, detected_at, event["event_id"], ts))
     elif kind in CLOSING:
         if state["closed"] is None or (state["closed"] == "shipped" and kind == "delivered"):
             state["closed"], state["closed_ts"] = kind, ts
-        result.extend(_late(state, ts, limits, customers, detected_at, event["event_id"]))
-        result.extend(_payment(state, ts, limits, customers, detected_at, event["event_id"]))
-        if kind in ("delivered", "cancelled"):
+        if _may_be_late(state):
+            result.extend(_late(state, ts, limits, customers, detected_at, event["event_id"]))
+        if state["payment_failed"] is not None:
+            result.extend(_payment(state, ts, limits, customers, detected_at, event["event_id"]))
+        if kind in ("delivered", "cancelled") and state["lookups"]:
             result.extend(_visibility(state, limits, customers, detected_at, event["event_id"], ts))
     elif kind == "payment_failed":
         if state["payment_failed"] is None or (state["paid_ts"] is not None and ts > state["paid_ts"]):
@@ -67,7 +70,8 @@ def apply_order_event(state: dict | None, event: dict, limits: Thresholds, custo
         note_evidence(state["tracks"].get(PAYMENT_RULE), event["event_id"])
     elif kind == "payment_succeeded":
         state["paid_ts"] = ts
-        result.extend(_payment(state, ts, limits, customers, detected_at, event["event_id"]))
+        if state["payment_failed"] is not None:
+            result.extend(_payment(state, ts, limits, customers, detected_at, event["event_id"]))
     result.state = state
     return result
 
@@ -89,8 +93,11 @@ def due(state: dict, clock: int, limits: Thresholds, customers: dict, *, detecte
     """Raise every deadline of this order that has passed at event time `clock`."""
     cause = cause or f"clock:{clock}"
     result = Result(state)
-    result.extend(_late(state, clock, limits, customers, detected_at, cause))
-    result.extend(_payment(state, clock, limits, customers, detected_at, cause))
+    # Each rule is looked at only when it can say something (most orders have no promise and no failed payment).
+    if _may_be_late(state):
+        result.extend(_late(state, clock, limits, customers, detected_at, cause))
+    if state["payment_failed"] is not None:
+        result.extend(_payment(state, clock, limits, customers, detected_at, cause))
     return result
 
 
@@ -134,11 +141,16 @@ def _customer(state: dict, customers: dict) -> tuple[str, str]:
     return customer.get("name") or state["customer_id"] or "unknown customer", customer.get("tier") or "unknown"
 
 
+def _may_be_late(state: dict) -> bool:
+    """Whether `_late` can say anything about this order: it has a promised time and has been placed."""
+    return state["promised"] is not None and state["placed_ts"] is not None
+
+
 def _late(state: dict, now: int, limits: Thresholds, customers: dict, detected_at: int, cause: str) -> Result:
     """Warning before the promise, breach at it; a shipment after the promise still missed it."""
     promised = state["promised"]
     result = Result(state)
-    if promised is None or state["placed_ts"] is None:
+    if not _may_be_late(state):
         return result
     closed_ts = state["closed_ts"] if state["closed"] else None
     for at, severity in ((promised - limits.late_shipment_warning_ms, "warning"), (promised, "critical")):

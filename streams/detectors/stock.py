@@ -75,15 +75,147 @@ MAX_LEVELS = 200
 MAX_CLOSED_LINES = 500
 
 
+class _Tallied(dict):
+    """A per-order map of a SKU's state that keeps the number and the sum of the weights of its entries.
+
+    `_weight` gives an entry's weight, or None when the entry does not count.
+    Every change made through the map keeps `counted` and `total` exact, so
+    the hot path reads them instead of walking every order of a busy SKU.
+    Entries are replaced, never changed in place (the SKU stage's change
+    tracking relies on that too). A plain dict in their place works the
+    same, only recounted when read (see `_open_demand`, `_told_short`).
+    """
+
+    __slots__ = ("counted", "total")
+
+    @staticmethod
+    def _weight(value) -> int | None:
+        raise NotImplementedError
+
+    def __init__(self, *args, **kwargs) -> None:
+        dict.__init__(self, *args, **kwargs)
+        self.recount()
+
+    def recount(self) -> None:
+        """Work the tally out anew from the entries (after entries were set around the map's methods)."""
+        counted = total = 0
+        for value in self.values():
+            weight = self._weight(value)
+            if weight is not None:
+                counted += 1
+                total += weight
+        self.counted, self.total = counted, total
+
+    def _add(self, value, sign: int) -> None:
+        weight = self._weight(value)
+        if weight is not None:
+            self.counted += sign
+            self.total += sign * weight
+
+    def __setitem__(self, key, value) -> None:
+        old = dict.get(self, key, _ABSENT)
+        super().__setitem__(key, value)
+        if old is not _ABSENT:
+            self._add(old, -1)
+        self._add(value, 1)
+
+    def __delitem__(self, key) -> None:
+        old = dict.__getitem__(self, key)
+        super().__delitem__(key)
+        self._add(old, -1)
+
+    def pop(self, key, *default):
+        if key not in self:
+            return super().pop(key, *default)
+        old = super().pop(key)
+        self._add(old, -1)
+        return old
+
+    def setdefault(self, key, default=None):
+        if key in self:
+            return dict.__getitem__(self, key)
+        dict.__setitem__(self, key, default)
+        self._add(default, 1)
+        return default
+
+    def update(self, *args, **kwargs) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+    def popitem(self):
+        key, old = super().popitem()
+        self._add(old, -1)
+        return key, old
+
+    def clear(self) -> None:
+        super().clear()
+        self.counted = self.total = 0
+
+    def __reduce__(self):
+        # Copies and pickles are built from the entries, their tally worked out anew.
+        return type(self), (dict(self),)
+
+
+_ABSENT = object()
+
+
+def _open_weight(line: dict) -> int | None:
+    return line["qty"] if line.get("closed_ts") is None else None
+
+
+def _short_weight(told) -> int | None:
+    return told[1] if told[1] > 0 else None
+
+
+class Lines(_Tallied):
+    """A SKU's `lines`: the tally is the number of open lines and the units they order."""
+
+    __slots__ = ()
+    _weight = staticmethod(_open_weight)
+
+
+class Told(_Tallied):
+    """A SKU's `emitted`: the tally is the number of orders last told short and the units short."""
+
+    __slots__ = ()
+    _weight = staticmethod(_short_weight)
+
+
+def _tally(entries: Mapping, kind: type[_Tallied]) -> tuple[int, int]:
+    if isinstance(entries, kind):
+        return entries.counted, entries.total
+    counted = total = 0
+    for value in entries.values():
+        weight = kind._weight(value)
+        if weight is not None:
+            counted += 1
+            total += weight
+    return counted, total
+
+
+def _open_demand(lines: Mapping[str, dict]) -> tuple[int, int]:
+    """(open lines, units they order) of a SKU's `lines`."""
+    return _tally(lines, Lines)
+
+
+def _told_short(emitted: Mapping[str, list]) -> tuple[int, int]:
+    """(orders last told short, units short) of a SKU's `emitted`."""
+    return _tally(emitted, Told)
+
+
 def new_sku_state(sku: str) -> dict:
     return {
         "sku": sku,
         # Stock levels by event time: [ts, available, event_id]. None known: no shortage claimed.
         "levels": [],
         # order_id -> {qty, placed_ts, event_id} and, once closed, closed_ts, close_event_id, close_reason
-        "lines": {},
+        "lines": Lines(),
         # order_id -> [ts, units short]: the last shortage told to the order stage.
-        "emitted": {},
+        "emitted": Told(),
         "rollup": None,  # the open sku_stockout_impact episode, if any
         "latest_ts": None,
         # Events held until every input has passed their event time: [ts, kind, record].
@@ -369,8 +501,8 @@ def _resimulate(
                 _tell_shortage(state, order_id, ts, now_short, level, level_event, cause_event_id, reason))
         demand = sum(line["qty"] for line in open_lines.values())
         outcome.alerts += _rollup_transition(
-            state, short, level, demand, len(open_lines), cause_event_id, level_event, ts, ref, detected_at,
-            rollup_orders,
+            state, len(short), sum(short.values()), level, demand, len(open_lines), cause_event_id, level_event,
+            ts, ref, detected_at, rollup_orders,
         )
     _maybe_trim(state, horizon_ms)
     return outcome
@@ -397,30 +529,30 @@ def _append_newest(
     if not _FAST_APPEND or latest is None or ts <= latest or not state["levels"]:
         return None
     # Every other line was placed before `ts`, and every closed one closed before it.
-    demand_before = 0
-    open_lines = 0
-    for other in state["lines"].values():
-        if other.get("closed_ts") is None:
-            open_lines += 1
-            demand_before += other["qty"]
-    demand_before -= line["qty"]
+    open_lines, demand = _open_demand(state["lines"])
+    demand_before = demand - line["qty"]
     _, level, level_event = state["levels"][-1]
     left = max(max(level, 0) - demand_before, 0)
     state["latest_ts"] = ts
     outcome = Outcome(state)
     now_short = line["qty"] - min(line["qty"], left)
-    # The orders short now: those last told short (all told at or before `latest`), and the new line.
-    short = {other: told for other, (_, told) in state["emitted"].items() if told > 0}
+    # The orders short now: those last told short (all told at or before `latest`), and the new line
+    # (which may have been told before: a line opened again after its closing was forgotten).
+    orders, units = _told_short(state["emitted"])
     if now_short:
-        short[order_id] = now_short
+        told_before = state["emitted"].get(order_id)
+        if told_before is not None and told_before[1] > 0:
+            units -= told_before[1]
+        else:
+            orders += 1
+        units += now_short
     cause = line["event_id"]
     # Nothing was told after `ts`, and the new line was never told: tell it only if short.
     if now_short:
         outcome.shortages.append(
             _tell_shortage(state, order_id, ts, now_short, level, level_event, cause, "order_placed"))
     outcome.alerts += _rollup_transition(
-        state, short, level, demand_before + line["qty"], open_lines, cause, level_event, ts, ref, detected_at,
-        rollup_orders,
+        state, orders, units, level, demand, open_lines, cause, level_event, ts, ref, detected_at, rollup_orders,
     )
     _maybe_trim(state, horizon_ms)
     return outcome
@@ -485,7 +617,8 @@ def _trim(state: dict, horizon_ms: int) -> None:
 
 def _rollup_transition(
     state: dict,
-    short: dict[str, int],
+    orders: int,
+    units: int,
     available: int | None,
     open_demand: int,
     open_orders: int,
@@ -496,9 +629,8 @@ def _rollup_transition(
     detected_at: int,
     threshold: int,
 ) -> list[dict]:
+    """The roll-up's change when `orders` open orders are `units` short in all."""
     sku = state["sku"]
-    orders = len(short)
-    units = sum(short.values())
     episode = state["rollup"]
     if episode is not None and ts < episode.get("ts", ts):
         return []  # already told for a later time

@@ -113,8 +113,11 @@ class OrderStage(Stage):
             ctx.send_to_partition(topics.ORDER_LINES, topics.WATERMARK_SCHEMA, marker, partition)
 
 
-class _Touched(dict):
-    """A SKU's ``lines`` or ``emitted`` map that remembers which orders were set or removed since last logged."""
+class _Touched(stock._Tallied):
+    """A SKU's ``lines`` or ``emitted`` map that remembers which orders were set or removed since last logged.
+
+    Its tally (see ``stock.Lines`` and ``stock.Told``) is kept through the same methods.
+    """
 
     __slots__ = ("touched",)
 
@@ -148,6 +151,25 @@ class _Touched(dict):
     def clear(self) -> None:
         raise TypeError("a SKU's lines are removed by order id")
 
+    def restore(self, key, value) -> None:
+        """Set an entry read back from `sku-lines`: kept in the tally, not logged again."""
+        super().__setitem__(key, value)
+
+    def __reduce__(self):
+        return type(self), (dict(self),), (None, {"touched": set(self.touched)})
+
+
+class _TouchedLines(_Touched, stock.Lines):
+    __slots__ = ()
+
+
+class _TouchedTold(_Touched, stock.Told):
+    __slots__ = ()
+
+
+def _new_views() -> tuple[_TouchedLines, _TouchedTold]:
+    return _TouchedLines(), _TouchedTold()
+
 
 # The per-order maps of a SKU's state, kept in `sku-lines` rather than in the SKU's own record.
 _PER_ORDER = ("lines", "emitted")
@@ -176,7 +198,7 @@ class SkuStage(Stage):
         self._released_to: dict[int, int | None] = {}
         # sku -> (lines, emitted) of every SKU of the partitions in `_indexed`, decoded; forgotten at
         # each rebalance and read again from `sku-lines` when a partition is next used
-        self._views: dict[str, tuple[_Touched, _Touched]] = {}
+        self._views: dict[str, tuple[_TouchedLines, _TouchedTold]] = {}
         self._indexed: set[int] = set()
 
     # ------------------------------------------------------------------ state in two tables
@@ -188,11 +210,11 @@ class SkuStage(Stage):
         """
         for key, _, entry in ctx.tables[self.LINES].items_in({ctx.partition}):
             sku, order_id = json.loads(key)
-            lines, told = self._views.setdefault(sku, (_Touched(), _Touched()))
+            lines, told = self._views.get(sku) or self._views.setdefault(sku, _new_views())
             if entry.get("line") is not None:
-                dict.__setitem__(lines, order_id, entry["line"])
+                lines.restore(order_id, entry["line"])
             if entry.get("told") is not None:
-                dict.__setitem__(told, order_id, entry["told"])
+                told.restore(order_id, entry["told"])
         self._indexed.add(ctx.partition)
 
     def _load(self, ctx: StageContext, sku: str) -> dict | None:
@@ -202,7 +224,7 @@ class SkuStage(Stage):
         record = ctx.get(sku)
         if record is None:
             return None
-        lines, told = self._views.setdefault(sku, (_Touched(), _Touched()))
+        lines, told = self._views.get(sku) or self._views.setdefault(sku, _new_views())
         state = dict(record)  # the stored record never holds the per-order maps
         # A state logged before the per-order records existed holds them itself: they move (and are logged).
         lines.update(state.pop("lines", None) or {})
@@ -214,7 +236,7 @@ class SkuStage(Stage):
         if ctx.partition not in self._indexed:
             self._index(ctx)
         state = stock.new_sku_state(sku)
-        state["lines"], state["emitted"] = self._views.setdefault(sku, (_Touched(), _Touched()))
+        state["lines"], state["emitted"] = self._views.get(sku) or self._views.setdefault(sku, _new_views())
         return state
 
     @staticmethod

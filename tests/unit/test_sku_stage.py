@@ -208,3 +208,69 @@ def test_a_sku_logged_before_the_per_order_records_moves_its_lines_to_them():
     assert "lines" not in head and "emitted" not in head
     (record,) = [json.loads(value) for _, _, value in logged[SkuStage.LINES]]
     assert record == {"line": {"qty": 2, "placed_ts": T0, "event_id": "o-O-1"}, "told": [T0 + 1_000, 1]}
+
+
+def _assert_tallies_match_a_recount(stage: SkuStage) -> None:
+    for lines, told in stage._views.values():
+        open_lines = [line for line in lines.values() if line.get("closed_ts") is None]
+        told_short = [units for _, units in told.values() if units > 0]
+        assert (lines.counted, lines.total) == (len(open_lines), sum(line["qty"] for line in open_lines))
+        assert (told.counted, told.total) == (len(told_short), sum(told_short))
+
+
+def test_the_running_tallies_of_a_skus_lines_match_a_recount_also_when_read_back_after_a_rebalance():
+    import random
+
+    rng = random.Random(5)
+    h = Harness()
+    caught_up(h)
+    changelogs = []
+    opened: list[str] = []
+    for n in range(400):
+        sku = rng.choice(("SKU-1", "SKU-2"))
+        ts = T0 + n * 10 - (rng.randint(1, 40) if rng.random() < 0.1 else 0)
+        roll = rng.random()
+        if roll < 0.15:
+            h.stock(sku, ts, rng.choice((0, 3, 10, 100)))
+        elif roll < 0.3 and opened:
+            h.line(opened.pop(rng.randrange(len(opened))), sku, ts, action="cancel")
+        elif roll < 0.35 and opened:
+            h.line(rng.choice(opened), sku, ts)  # redelivered
+        else:
+            opened.append(f"O-{n}")
+            h.line(opened[-1], sku, ts)
+        _assert_tallies_match_a_recount(h.stage)
+        if n % 50 == 0:
+            changelogs.append(h.logged())
+    changelogs.append(h.logged())
+    taken_over = Harness()
+    taken_over.recover_from(changelogs)
+    caught_up(taken_over)
+    taken_over.stock("SKU-1", T0 + 10_000, 5)
+    taken_over.stock("SKU-2", T0 + 10_000, 5)
+    assert set(taken_over.stage._views) == {"SKU-1", "SKU-2"}
+    assert all(len(lines) > 10 for lines, _ in taken_over.stage._views.values())
+    _assert_tallies_match_a_recount(taken_over.stage)
+    h.stage.on_revoked()  # the same worker reads its own tables back
+    h.stock("SKU-1", T0 + 10_000, 5)
+    h.stock("SKU-2", T0 + 10_000, 5)
+    _assert_tallies_match_a_recount(h.stage)
+    assert {sku: dict(told) for sku, (_, told) in h.stage._views.items()} == {
+        sku: dict(told) for sku, (_, told) in taken_over.stage._views.items()}
+
+
+def test_a_skus_maps_copied_keep_what_they_track():
+    import copy
+    import pickle
+
+    h = Harness()
+    caught_up(h)
+    h.stock("SKU-1", T0, 1)
+    h.line("O-1", "SKU-1", T0 + 1)
+    h.line("O-2", "SKU-1", T0 + 2)
+    lines, told = h.stage._views["SKU-1"]
+    lines.touched.add("O-x")
+    for copied in (copy.deepcopy(lines), pickle.loads(pickle.dumps(lines))):
+        assert type(copied) is type(lines) and copied == lines
+        assert (copied.counted, copied.total, copied.touched) == (lines.counted, lines.total, lines.touched)
+    assert (told.counted, told.total) == (1, 1)

@@ -537,3 +537,102 @@ def test_a_worker_that_reads_the_skus_release_before_the_orders_own_cancellation
              "lines": []}
     out = apply_order_event(out.state, event, p.ref, detected_at=NOW, max_alternatives=3)
     assert [(a["status"], a["details"]["resolution"]) for a in out.alerts] == [("resolved", "cancelled")]
+
+
+def _recounted(state: dict) -> dict:
+    """The SKU's tallies worked out anew from its lines and what it told, entry by entry."""
+    open_lines = [line for line in state["lines"].values() if line.get("closed_ts") is None]
+    told_short = [told for _, told in state["emitted"].values() if told > 0]
+    return {"lines": (len(open_lines), sum(line["qty"] for line in open_lines)),
+            "emitted": (len(told_short), sum(told_short))}
+
+
+def _tallies(state: dict) -> dict:
+    from streams.detectors.stock import Lines, Told
+
+    assert type(state["lines"]) is Lines and type(state["emitted"]) is Told
+    return {name: (state[name].counted, state[name].total) for name in ("lines", "emitted")}
+
+
+def _messy_sku_history(seed: int) -> list[tuple[str, dict]]:
+    """`_random_sku_history` with lines and stock levels delivered twice, closings delivered twice, and
+    lines opened again after their closing (long enough ago to have been trimmed)."""
+    import random
+
+    rng = random.Random(seed)
+    events = []
+    for kind, record in _random_sku_history(seed):
+        events.append((kind, record))
+        if rng.random() < 0.1:
+            events.append((kind, dict(record)))  # redelivered at once
+        elif rng.random() < 0.05 and events:
+            events.append(rng.choice(events))  # redelivered later
+    return events
+
+
+@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("horizon_ms", [30, 24 * 60 * 60 * 1000])
+def test_a_skus_running_tallies_always_match_a_recount(seed, horizon_ms, monkeypatch):
+    """The open lines, open demand, orders told short and units told short that the hot path reads from
+    the SKU's maps agree with a recount after every event, applied one by one or released together, over
+    redeliveries, closings, stock levels read late and trims (a short horizon trims nearly every event)."""
+    from streams.detectors import stock
+    from streams.detectors.stock import hold, release_due
+
+    monkeypatch.setattr(stock, "MAX_CLOSED_LINES", 5)
+    events = _messy_sku_history(seed)
+    states: dict[str, dict] = {}
+    fast = []
+    quick = stock._append_newest
+
+    def counting(*args, **kwargs):
+        outcome = quick(*args, **kwargs)
+        fast.append(outcome is not None)
+        return outcome
+
+    monkeypatch.setattr(stock, "_append_newest", counting)
+    for kind, record in events:
+        apply = apply_stock_level if kind == "stock" else apply_order_line
+        state = apply(states.get(record["sku"]), record, Reference(), detected_at=NOW, rollup_orders=3,
+                      horizon_ms=horizon_ms).state
+        states[record["sku"]] = state
+        assert _tallies(state) == _recounted(state)
+    assert any(fast)
+    # Held and released in batches, events of one time together.
+    held: dict[str, dict] = {}
+    for n, (kind, record) in enumerate(events):
+        sku = record["sku"]
+        held[sku] = hold(held.get(sku), sku, kind, json.loads(json.dumps(record)))
+        if n % 7 == 0:
+            for state in held.values():
+                release_due(state, record["ts"], Reference(), detected_at=NOW, rollup_orders=3, horizon_ms=horizon_ms)
+                assert _tallies(state) == _recounted(state)
+
+
+def test_a_copied_or_pickled_sku_state_keeps_its_tallies():
+    import copy
+    import pickle
+
+    state = apply_stock_level(None, {"event_id": "s", "ts": 1, "sku": "A", "available": 1}, Reference(),
+                              detected_at=NOW, rollup_orders=3).state
+    for n in range(4):
+        state = apply_order_line(state, {"event_id": f"o{n}", "ts": 2 + n, "order_id": f"O{n}", "sku": "A",
+                                         "action": "open", "reason": "placed", "qty": 2, "placed_ts": 2 + n,
+                                         "customer_id": "C"}, Reference(), detected_at=NOW, rollup_orders=3).state
+    assert _tallies(state) == _recounted(state) == {"lines": (4, 8), "emitted": (4, 7)}
+    for copied in (copy.deepcopy(state), copy.copy(state), pickle.loads(pickle.dumps(state))):
+        assert copied == state and _tallies(copied) == _tallies(state)
+
+
+def test_the_quick_path_reads_the_same_figures_from_a_state_with_plain_maps():
+    """A state whose maps are plain dicts (read back from JSON) gives the same outcome, recounted."""
+    events = _random_sku_history(3)
+    tallied: dict[str, dict] = {}
+    plain: dict[str, dict] = {}
+    for kind, record in events:
+        apply = apply_stock_level if kind == "stock" else apply_order_line
+        one = apply(tallied.get(record["sku"]), record, Reference(), detected_at=NOW, rollup_orders=3)
+        other = apply(plain.get(record["sku"]), record, Reference(), detected_at=NOW, rollup_orders=3)
+        assert (one.shortages, one.alerts) == (other.shortages, other.alerts)
+        tallied[record["sku"]] = one.state
+        plain[record["sku"]] = json.loads(json.dumps(other.state))
