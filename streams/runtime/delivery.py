@@ -25,8 +25,14 @@ has acknowledged everything the worker sent, and the loop read nothing
 meanwhile (measured: the worker benchmark's events processed stood still at
 10,000, 20,000, ...). Commits are made by Faust's commit timer
 (``broker_commit_interval``) in a task of their own, while the loop goes
-on. The loop lets other tasks run (timers, commits) every ``YIELD_EVERY``
-messages.
+on, and by the loop itself once it has caught up: when a fetch finds
+nothing for ``IDLE_AFTER_S`` after messages were handled, it starts a commit
+in a task (at most one every ``IDLE_COMMIT_GAP_S``). A burst of events is
+then committed a fraction of a second after its last event, not up to a
+commit interval later: the group's lag reaches zero as soon as the work is
+done, and a worker that crashes then has less to read again. Under a steady
+load a fetch rarely comes back empty, and the timer commits as before. The
+loop lets other tasks run (timers, commits) every ``YIELD_EVERY`` messages.
 
 Written against faust-streaming ``faust_fixes.FAUST_VERSION``, whose
 version check it shares.
@@ -41,6 +47,10 @@ from streams.runtime import faust_fixes
 
 # Messages handled between two yields to the event loop.
 YIELD_EVERY = 100
+# A fetch that waits this long for messages and gets none finds the worker caught up.
+IDLE_AFTER_S = 0.05
+# Commits started by the loop on catching up are at least this far apart.
+IDLE_COMMIT_GAP_S = 0.2
 
 Handler = Callable[[object], None]
 
@@ -70,13 +80,18 @@ async def drain_messages(self, fetcher) -> None:
     commit_every = self._commit_every
     acks_enabled_for = app.topics.acks_enabled_for
     since_yield = 0
+    handled = 0  # messages handled since the loop last started a commit
+    last_idle_commit = float("-inf")
+    loop = asyncio.get_running_loop()
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             self.diag.set_flag(CONSUMER_FETCHING)
-            batch = getmany(timeout=1.0)
+            batch = getmany(timeout=IDLE_AFTER_S)
             await self.sleep(0)
             if not self.should_stop:
+                fetched = False
                 async for tp, message in batch:
+                    fetched = True
                     since_yield += 1
                     if since_yield > YIELD_EVERY:
                         await asyncio.sleep(0)
@@ -101,7 +116,12 @@ async def drain_messages(self, fetcher) -> None:
                         unacked.add(message)
                         handler(message)
                         ack(message)
+                        handled += 1
                     read_offsets[tp] = offset
+                if (not fetched and handled and self._commit_fut is None
+                        and loop.time() - last_idle_commit >= IDLE_COMMIT_GAP_S):
+                    handled, last_idle_commit = 0, loop.time()
+                    _start_commit(self)
             self.diag.unset_flag(CONSUMER_FETCHING)
     except self.consumer_stopped_errors:
         if self.transport.app.should_stop:
@@ -116,6 +136,24 @@ async def drain_messages(self, fetcher) -> None:
         raise
     finally:
         self.diag.unset_flag(CONSUMER_FETCHING)
+
+
+def _start_commit(consumer) -> None:
+    """Commit in a task of its own, as Faust's commit timer does; a commit that raises crashes the consumer as there."""
+
+    async def commit() -> None:
+        try:
+            await consumer.commit()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to the service, which stops the worker
+            await consumer.crash(exc)
+
+    task = asyncio.ensure_future(commit())
+    # Kept until done: the event loop holds tasks only weakly.
+    pending = consumer.__dict__.setdefault("_forewarn_idle_commits", set())
+    pending.add(task)
+    task.add_done_callback(pending.discard)
 
 
 def last_handled(consumer, tp) -> int | None:

@@ -42,21 +42,30 @@ class _Fetcher:
 
 def drain(app: faust.App, batch: list[ConsumerMessage], start: int = 0) -> None:
     """The rebalance's seek (every partition of `batch` read from `start`), then the fetch loop over `batch`."""
+    drain_fetches(app, [batch], start)
+
+
+def drain_fetches(app: faust.App, fetches: list[list[ConsumerMessage]], start: int = 0) -> None:
+    """As `drain`, with one fetch per list of `fetches` (an empty list: a fetch that found nothing)."""
     consumer = app.consumer
-    tps = {msg.tp: start for msg in batch}
+    tps = {msg.tp: start for batch in fetches for msg in batch}
     seek_to(consumer, tps, earliest=tps)
     fetcher = _Fetcher()
+    left = list(fetches)
 
     async def getmany(timeout: float):
-        for msg in batch:
+        for msg in left.pop(0):
             yield msg.tp, msg
-        fetcher._stopped.set()
+        if not left:
+            fetcher._stopped.set()
 
     consumer.getmany = getmany
 
     async def run() -> None:
         await consumer.perform_seek()
         await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=10)
+        # Let the commits the loop started run.
+        await asyncio.gather(*consumer.__dict__.get("_forewarn_idle_commits", ()))
 
     asyncio.run(run())
 
@@ -134,3 +143,43 @@ def test_topics_without_a_direct_handler_keep_fausts_delivery():
     drain(app, [message(app, 0), message(app, 0, topic=OTHER), message(app, 1)])
     assert direct == [0, 1]
     assert through_faust == [(OTHER, 0)]
+
+
+def test_a_fetch_that_finds_nothing_after_handled_messages_starts_a_commit(monkeypatch):
+    """Caught up: the loop commits at once rather than leave the work uncommitted until the commit timer."""
+    monkeypatch.setattr(delivery, "IDLE_COMMIT_GAP_S", 0.0)
+    app = make_app("direct-idle-commit")
+    delivery.deliver_directly(app, DIRECT, lambda msg: None)
+    commits = []
+
+    async def commit(*args, **kwargs):
+        # What is acknowledged when the commit starts is what it may commit.
+        commits.append(app.consumer._new_offset(TP(DIRECT, 0)))
+        return True
+
+    app.consumer.commit = commit
+    drain_fetches(app, [
+        [message(app, 0), message(app, 1)],
+        [message(app, 2)],  # still fetching messages: no commit yet
+        [],  # caught up: a commit
+        [],  # nothing handled since: no other
+        [message(app, 3)],
+        [],  # a commit of offset 3
+    ])
+    assert commits == [3, 4]
+
+
+def test_commits_started_on_catching_up_are_spaced_out(monkeypatch):
+    monkeypatch.setattr(delivery, "IDLE_COMMIT_GAP_S", 3600.0)
+    app = make_app("direct-idle-gap")
+    delivery.deliver_directly(app, DIRECT, lambda msg: None)
+    commits = []
+
+    async def commit(*args, **kwargs):
+        commits.append(app.consumer._new_offset(TP(DIRECT, 0)))
+        return True
+
+    app.consumer.commit = commit
+    drain_fetches(app, [[message(app, 0)], [], [message(app, 1)], []])
+    # The second is left to the commit timer.
+    assert commits == [1]
