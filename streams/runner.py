@@ -60,8 +60,41 @@ def use_uvloop() -> bool:
         import uvloop
     except ImportError:  # not built for this platform: asyncio's own loop
         return False
+    fix_aiokafka_send_on_closed_connection()
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     return True
+
+
+def fix_aiokafka_send_on_closed_connection() -> None:
+    """Fix for aiokafka 0.14's ``AIOKafkaConnection.send`` under uvloop (aiokafka issue 1038).
+
+    When a broker goes away, its connection's transport is closed before
+    aiokafka hears of it. A request sent in that moment is written to the
+    closed transport: asyncio's own loop drops such a write, uvloop raises
+    ``RuntimeError`` ("the handler is closed"), and ``send`` turns only
+    ``OSError`` into the ``KafkaConnectionError`` its callers retry on. The
+    ``RuntimeError`` then went up through an offset commit and crashed a
+    worker when a broker was killed (the fault tests). Here a send on a
+    connection whose transport is closing closes the connection and raises
+    ``KafkaConnectionError``, as a broken socket does. Once only
+    (``tests/unit/test_aiokafka_fix.py`` reproduces it on the installed versions).
+    """
+    from aiokafka import errors
+    from aiokafka.conn import AIOKafkaConnection, CloseReason
+
+    original = AIOKafkaConnection.send
+    if getattr(original, "forewarn_fix", False):
+        return
+
+    def send(self, request, expect_response=True):
+        writer = self._writer
+        if writer is not None and writer.transport.is_closing():
+            self.close(reason=CloseReason.CONNECTION_BROKEN)
+            raise errors.KafkaConnectionError(f"Connection at {self._host}:{self._port} closed")
+        return original(self, request, expect_response)
+
+    send.forewarn_fix = True
+    AIOKafkaConnection.send = send
 
 
 def run_worker(settings: Settings, bootstrap: str, loglevel: str = "warning") -> int:
