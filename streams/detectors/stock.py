@@ -96,15 +96,20 @@ class _Tallied(dict):
         dict.__init__(self, *args, **kwargs)
         self.recount()
 
-    def recount(self) -> None:
-        """Work the tally out anew from the entries (after entries were set around the map's methods)."""
+    @classmethod
+    def count(cls, entries: Mapping) -> tuple[int, int]:
+        """(entries that count, sum of their weights) of any map of this kind's entries, by walking it."""
         counted = total = 0
-        for value in self.values():
-            weight = self._weight(value)
+        for value in entries.values():
+            weight = cls._weight(value)
             if weight is not None:
                 counted += 1
                 total += weight
-        self.counted, self.total = counted, total
+        return counted, total
+
+    def recount(self) -> None:
+        """Work the tally out anew from the entries (after entries were set around the map's methods)."""
+        self.counted, self.total = self.count(self)
 
     def _add(self, value, sign: int) -> None:
         weight = self._weight(value)
@@ -188,13 +193,7 @@ class Told(_Tallied):
 def _tally(entries: Mapping, kind: type[_Tallied]) -> tuple[int, int]:
     if isinstance(entries, kind):
         return entries.counted, entries.total
-    counted = total = 0
-    for value in entries.values():
-        weight = kind._weight(value)
-        if weight is not None:
-            counted += 1
-            total += weight
-    return counted, total
+    return kind.count(entries)
 
 
 def _open_demand(lines: Mapping[str, dict]) -> tuple[int, int]:

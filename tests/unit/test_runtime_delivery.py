@@ -145,19 +145,27 @@ def test_topics_without_a_direct_handler_keep_fausts_delivery():
     assert through_faust == [(OTHER, 0)]
 
 
-def test_a_fetch_that_finds_nothing_after_handled_messages_starts_a_commit(monkeypatch):
-    """Caught up: the loop commits at once rather than leave the work uncommitted until the commit timer."""
-    monkeypatch.setattr(delivery, "IDLE_COMMIT_GAP_S", 0.0)
-    app = make_app("direct-idle-commit")
+def record_commits(app: faust.App) -> list[int]:
+    """Deliver `DIRECT` to a handler that does nothing, and record each commit's offset for its partition 0.
+
+    What is acknowledged when a commit starts is what it may commit.
+    """
     delivery.deliver_directly(app, DIRECT, lambda msg: None)
     commits = []
 
     async def commit(*args, **kwargs):
-        # What is acknowledged when the commit starts is what it may commit.
         commits.append(app.consumer._new_offset(TP(DIRECT, 0)))
         return True
 
     app.consumer.commit = commit
+    return commits
+
+
+def test_a_fetch_that_finds_nothing_after_handled_messages_starts_a_commit(monkeypatch):
+    """Caught up: the loop commits at once rather than leave the work uncommitted until the commit timer."""
+    monkeypatch.setattr(delivery, "IDLE_COMMIT_GAP_S", 0.0)
+    app = make_app("direct-idle-commit")
+    commits = record_commits(app)
     drain_fetches(app, [
         [message(app, 0), message(app, 1)],
         [message(app, 2)],  # still fetching messages: no commit yet
@@ -172,14 +180,7 @@ def test_a_fetch_that_finds_nothing_after_handled_messages_starts_a_commit(monke
 def test_commits_started_on_catching_up_are_spaced_out(monkeypatch):
     monkeypatch.setattr(delivery, "IDLE_COMMIT_GAP_S", 3600.0)
     app = make_app("direct-idle-gap")
-    delivery.deliver_directly(app, DIRECT, lambda msg: None)
-    commits = []
-
-    async def commit(*args, **kwargs):
-        commits.append(app.consumer._new_offset(TP(DIRECT, 0)))
-        return True
-
-    app.consumer.commit = commit
+    commits = record_commits(app)
     drain_fetches(app, [[message(app, 0)], [], [message(app, 1)], []])
     # The second is left to the commit timer.
     assert commits == [1]
