@@ -37,6 +37,14 @@ from streams.words import counted
 log = logging.getLogger(__name__)
 
 
+# What each producer may hold queued and unacknowledged, in kilobytes. librdkafka's default (1 GB)
+# let a worker that reads faster than the broker takes its writes queue hundreds of megabytes of
+# records, which its allocator then kept: `bench/memory_bench.py --orders 300000` peaked at
+# 818-846 MB with the default and 729 MB with this bound (and ran no slower). A full queue makes
+# `send` wait, which stops the stage reading more (backpressure).
+QUEUE_MAX_KBYTES = 32 * 1024
+
+
 class OutputFailed(RuntimeError):
     """A record the worker sent was not written: its input must not be committed."""
 
@@ -49,6 +57,7 @@ class Output:
             "linger.ms": linger_ms,
             "compression.type": "none",
             "queue.buffering.max.messages": 500_000,
+            "queue.buffering.max.kbytes": QUEUE_MAX_KBYTES,
             "on_delivery": self._delivered,
             **confluent_producer_overrides(bootstrap),
         })

@@ -55,3 +55,29 @@ def test_a_changelog_record_not_acknowledged_holds_the_commit_as_any_other():
         output.producer.purge()
         output.bulk_producer.purge()
         output.close(timeout_s=0)
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+def test_each_producer_queues_at_most_its_bound_of_unacknowledged_bytes(bulk):
+    """A worker reading faster than the broker takes its writes must be held back, not queue without end.
+
+    librdkafka's default bound is 1 GB per producer, which a million-order replay filled
+    with hundreds of megabytes the worker's memory then kept.
+    """
+    from streams.runtime.output import QUEUE_MAX_KBYTES
+
+    output = unreachable_output()
+    producer = output.bulk_producer if bulk else output.producer
+    value = b"x" * 1024
+    queued = 0
+    try:
+        with pytest.raises(BufferError):
+            # Ends on the bound; the range's end is far past it, so reaching it fails the test.
+            for _ in range(4 * QUEUE_MAX_KBYTES):
+                producer.produce("t", value, b"k")
+                queued += len(value)
+        assert QUEUE_MAX_KBYTES * 1024 // 2 < queued <= QUEUE_MAX_KBYTES * 1024
+    finally:
+        output.producer.purge()
+        output.bulk_producer.purge()
+        output.close(timeout_s=0)
