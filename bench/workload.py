@@ -591,11 +591,13 @@ def group_topics(settings: Settings) -> list[str]:
 
 
 def wait_for_zero_lag(bootstrap: str, settings: Settings, worker: WorkerProcess, timeout: float,
-                      progress_every: float = 30.0, on_poll: Callable[[int | None], None] | None = None) -> float:
+                      progress_every: float = 30.0, on_poll: Callable[[int | None], None] | None = None,
+                      poll_s: float = 0.25) -> float:
     """Wait until the workers' group has committed everything on every GROUP_INPUTS topic.
 
-    Returns the monotonic time zero lag was first seen. Internal topics count:
-    the work an input causes is done only once the stage it was sent to has
+    Returns the monotonic time zero lag was first seen, asked every `poll_s`
+    (each look is three requests to the broker). Internal topics count: the
+    work an input causes is done only once the stage it was sent to has
     committed it too. `on_poll` is called with each reading (None: unknown).
     """
     from streams.follow import LagProbe
@@ -618,7 +620,7 @@ def wait_for_zero_lag(bootstrap: str, settings: Settings, worker: WorkerProcess,
             if now - last_report >= progress_every:
                 last_report = now
                 say(f"group lag {lag if lag is not None else 'unknown'}")
-            time.sleep(0.25)
+            time.sleep(poll_s)
 
 
 def uncommitted(bootstrap: str, settings: Settings, names: list[str]) -> int | None:

@@ -23,7 +23,7 @@ data], ...]}}``; a lone signal is sent as it is.
 
 from __future__ import annotations
 
-import json
+from streams.runtime.state import decode_json, encode_json
 
 BUNDLE_KIND = "bundle"
 # Signals gathered before the runtime sends them without waiting for its next flush.
@@ -54,7 +54,7 @@ class Bundler:
 def bundle(key: str, records: list[dict]) -> dict:
     signals = [[r["event_id"], r["ts"], r["kind"], r["data"]] for r in records]
     return {"event_id": records[-1]["event_id"], "ts": max(r["ts"] for r in records), "kind": BUNDLE_KIND,
-            "key": key, "data": {"signals": json.dumps(signals, separators=(",", ":"))}}
+            "key": key, "data": {"signals": encode_json(signals).decode()}}
 
 
 def unbundle(record: dict) -> list[dict]:
@@ -63,4 +63,4 @@ def unbundle(record: dict) -> list[dict]:
         return [record]
     key = record["key"]
     return [{"event_id": event_id, "ts": ts, "kind": kind, "key": key, "data": data}
-            for event_id, ts, kind, data in json.loads(record["data"]["signals"])]
+            for event_id, ts, kind, data in decode_json(record["data"]["signals"])]

@@ -23,13 +23,26 @@ changelog of its own.
 from __future__ import annotations
 
 import heapq
-import json
 from typing import Any, Callable, Iterator
+
+import orjson
+
+# Keys that are not strings become strings, as with the standard library's json.
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
 def encode_json(value: Any) -> bytes:
-    # The changelog carries what Faust's "json" serializer would, so Faust's recovery reads it back.
-    return json.dumps(value, separators=(",", ":")).encode()
+    """Compact JSON, what Faust's "json" serializer reads back on recovery.
+
+    orjson, not the standard library: the changelog records of every changed
+    entity are encoded before each commit, and ``json.dumps`` took a twentieth
+    of the worker's time there (bench/worker_bench.py profiled); orjson does
+    the same in about a tenth of the time.
+    """
+    return orjson.dumps(value, option=_JSON_OPTIONS)
+
+
+decode_json = orjson.loads
 
 
 class StageTable:
@@ -49,7 +62,7 @@ class StageTable:
         value = self._store.data.get(key)
         if type(value) is bytes:
             # Not cached decoded: a caller that changes it stores it again with put().
-            return json.loads(value)
+            return decode_json(value)
         return value
 
     def put(self, partition: int, key: Any, value: Any) -> None:

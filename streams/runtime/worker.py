@@ -144,6 +144,8 @@ class Runtime:
         self._unclocked = {settings.topic(spec.name) for spec in unclocked}
         self._ready_parts: dict[str, frozenset[int]] = {}
         self._stall_watch = faust_fixes.CommitStallWatch()
+        # Each partition's highwater as the fetch being handled began (streams.runtime.delivery).
+        self._highwaters = delivery.batch_highwaters(self.app)
         # (wall ms, clock) readings of the last few seconds, oldest first
         self._clock_history: collections.deque = collections.deque()
         faust_fixes.register_before_commit(self.app, self.before_commit)
@@ -191,7 +193,7 @@ class Runtime:
         ts = record.get("ts")
         if ts is not None and msg.topic in self.clocked_topics:
             # Progress markers are sent between events (Runtime._tick), never while this one is half done.
-            highwater = self.app.consumer.highwater(msg.tp)
+            highwater = self._highwaters.get(msg.tp)
             self.clock.observe((msg.topic, msg.partition), ts, behind=highwater is None or msg.offset + 1 < highwater)
         ctx.partition = msg.partition
         ctx.src = f"{msg.topic}:{msg.partition}:{msg.offset}"

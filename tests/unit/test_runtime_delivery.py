@@ -1,8 +1,9 @@
 """Direct delivery (streams.runtime.delivery): what the fetch loop does with each message it hands over.
 
 A real ``faust.App`` (memory store, no broker connection) whose consumer's
-fetch loop is run over one batch; only the broker call that yields the batch
-(``getmany``) is replaced, as the Faust fix tests replace the broker calls.
+fetch loop is run over one batch; only the broker calls are replaced (the
+fetch, ``_wait_next_records``, and the highwater read, ``highwater``), as the
+Faust fix tests replace them.
 """
 
 from __future__ import annotations
@@ -45,21 +46,34 @@ def drain(app: faust.App, batch: list[ConsumerMessage], start: int = 0) -> None:
     drain_fetches(app, [batch], start)
 
 
-def drain_fetches(app: faust.App, fetches: list[list[ConsumerMessage]], start: int = 0) -> None:
-    """As `drain`, with one fetch per list of `fetches` (an empty list: a fetch that found nothing)."""
+def drain_fetches(app: faust.App, fetches: list[list[ConsumerMessage]], start: int = 0,
+                  highwater: int = 1_000) -> list:
+    """As `drain`, with one fetch per list of `fetches` (an empty list: a fetch that found nothing).
+
+    Every partition's highwater reads `highwater`; returns the partitions whose highwater was read, in order.
+    """
     consumer = app.consumer
     tps = {msg.tp: start for batch in fetches for msg in batch}
     seek_to(consumer, tps, earliest=tps)
     fetcher = _Fetcher()
     left = list(fetches)
+    highwaters_read = []
 
-    async def getmany(timeout: float):
+    async def wait_next_records(timeout: float):
+        records: dict = {}
         for msg in left.pop(0):
-            yield msg.tp, msg
+            records.setdefault(msg.tp, []).append(msg)
         if not left:
             fetcher._stopped.set()
+        return records, None
 
-    consumer.getmany = getmany
+    def read_highwater(tp):
+        highwaters_read.append(tp)
+        return highwater
+
+    consumer._wait_next_records = wait_next_records
+    consumer._to_message = lambda tp, record: record  # the fetched records are messages already
+    consumer.highwater = read_highwater
 
     async def run() -> None:
         await consumer.perform_seek()
@@ -68,6 +82,7 @@ def drain_fetches(app: faust.App, fetches: list[list[ConsumerMessage]], start: i
         await asyncio.gather(*consumer.__dict__.get("_forewarn_idle_commits", ()))
 
     asyncio.run(run())
+    return highwaters_read
 
 
 def test_each_message_is_handled_in_order_tracked_while_it_runs_and_acknowledged_after():
@@ -184,3 +199,16 @@ def test_commits_started_on_catching_up_are_spaced_out(monkeypatch):
     drain_fetches(app, [[message(app, 0)], [], [message(app, 1)], []])
     # The second is left to the commit timer.
     assert commits == [1]
+
+
+def test_each_partitions_highwater_is_read_once_per_fetch_and_handed_to_the_handlers():
+    app = make_app("direct-highwater")
+    seen = []
+    delivery.deliver_directly(app, DIRECT, lambda msg: seen.append(dict(delivery.batch_highwaters(app))))
+    other = ConsumerMessage(DIRECT, 1, 0, None, 0, [], b"k", b"v", None, tp=TP(DIRECT, 1),
+                            generation_id=app.consumer_generation_id)
+    read = drain_fetches(app, [[message(app, 0), message(app, 1), other], [message(app, 2)]], highwater=7)
+    assert read == [TP(DIRECT, 0), TP(DIRECT, 1), TP(DIRECT, 0)]
+    assert seen[0] == {TP(DIRECT, 0): 7}  # partition 1 not yet reached in the first fetch
+    assert seen[2] == {TP(DIRECT, 0): 7, TP(DIRECT, 1): 7}
+    assert seen[3] == {TP(DIRECT, 0): 7}  # the second fetch: its own partitions only
