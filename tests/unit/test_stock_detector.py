@@ -473,20 +473,22 @@ def _run_sku_stage(events: list[tuple[str, dict]]) -> list:
     return seen
 
 
+@pytest.mark.parametrize("quick_path", ["_append_newest", "_newest_change_covered"])
 @pytest.mark.parametrize("seed", range(30))
-def test_the_quick_path_for_a_newest_line_gives_what_full_resimulation_gives(seed, monkeypatch):
+def test_each_quick_path_gives_what_full_resimulation_gives(seed, quick_path, monkeypatch):
+    """A newest line (`_append_newest`); a newest stock level or closing that leaves everyone covered."""
     from streams.detectors import stock
 
     events = _random_sku_history(seed)
     taken = []
-    quick = stock._append_newest
+    quick = getattr(stock, quick_path)
 
     def counting(*args, **kwargs):
         outcome = quick(*args, **kwargs)
         taken.append(outcome is not None)
         return outcome
 
-    monkeypatch.setattr(stock, "_append_newest", counting)
+    monkeypatch.setattr(stock, quick_path, counting)
     with_quick_path = _run_sku_stage(events)
     assert any(taken) and not all(taken), "the history should exercise both paths"
     monkeypatch.setattr(stock, "_FAST_APPEND", False)
