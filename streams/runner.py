@@ -97,28 +97,6 @@ def fix_aiokafka_send_on_closed_connection() -> None:
     AIOKafkaConnection.send = send
 
 
-# Allocations of container objects between two collections of the youngest generation (Python's
-# default is 700), and how many collections of one generation make one of the next (10 and 10).
-GC_THRESHOLDS = (50_000, 20, 100)
-
-
-def tune_collector() -> None:
-    """Make the cyclic garbage collector cost the worker less (call once, when it is built).
-
-    The worker allocates a few dicts and lists per event, so with Python's
-    defaults the collector ran every few events and walked, in its older
-    generations, every object the process had made since start-up: Faust's,
-    the clients', each stage's. Objects alive now are frozen (never walked
-    again) and collections come less often. Its data is mostly bytes (the
-    stages' state as JSON), which the collector does not track anyway.
-    """
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
 def run_worker(settings: Settings, bootstrap: str, loglevel: str = "warning") -> int:
     """Run one detection worker in this process until SIGINT/SIGTERM; returns the exit status."""
     import faust  # imported here so the CLI's other commands start fast
@@ -139,7 +117,6 @@ def run_worker(settings: Settings, bootstrap: str, loglevel: str = "warning") ->
             print(f"forewarn worker: metrics at {metrics_url}", file=sys.stderr, flush=True)
         worker.runtime.metrics_url = metrics_url
         worker.reference.start()
-        tune_collector()
         try:
             runner = faust.Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
             try:
