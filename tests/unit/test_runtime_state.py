@@ -1,10 +1,12 @@
 """The runtime's stage state: coalesced changelog records and the in-memory deadline index."""
 
 import json
+import tracemalloc
 
 import faust
+import orjson
 
-from streams.runtime.state import DeadlineIndex, StageTable
+from streams.runtime.state import DeadlineIndex, StageTable, encode_json
 
 
 def stage_table(name: str = "t") -> StageTable:
@@ -88,3 +90,25 @@ def test_deadline_index_rebuilds_from_the_table_for_the_partitions_given():
     index.rebuild(table, {1})
     assert index.pop_due(3, 100) == [] and index.pop_due(0, 100) == []
     assert index.pop_due(1, 100) == ["b"]
+
+
+def _retained_bytes(encode, values: list) -> int:
+    """Memory held, as the allocator was asked for it, by the results of `encode` over `values`."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [encode(value) for value in values]
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(kept) == len(values)
+    return held
+
+
+def test_an_encoded_entity_holds_about_its_own_length_in_memory():
+    """orjson's own result keeps its whole write buffer (ijl/orjson issue 483): the store must not keep that."""
+    values = [{"order_id": f"O-{n}", "status": "placed", "lines": [{"sku": "A", "qty": 2}], "ts": n} for n in range(2_000)]
+    length = sum(len(encode_json(value)) for value in values)
+    assert _retained_bytes(encode_json, values) < 2 * length + 64 * len(values)
+    # The defect, reproduced against the installed orjson: what encode_json exists to avoid.
+    assert _retained_bytes(orjson.dumps, values) > 4 * length
