@@ -18,6 +18,11 @@ counted as read: it is read again after the rebalance's seek), tracks it as
 in flight, calls the handler, and acknowledges it once the handler
 returns. A handler that raises leaves its message unacknowledged, so its
 offset is never committed, and stops the worker as a crashed agent would.
+Faust's ``getmany`` (the fetch, the round robin over partitions, the
+checks that flow is on and the generation unchanged) is inline in the loop,
+with the same checks: one pass over a fetch's records rather than an
+asynchronous generator step per message, and each partition's highwater
+read once per fetch (``batch_highwaters``), not per message.
 Everything else the loop does (gaps, messages of other topics through the
 conductor) is Faust's own, but for one thing: it never stops to commit
 after ``broker_commit_every`` messages. Such a commit waits until the broker
